@@ -1,0 +1,83 @@
+"""Decisions: a JSON log beside each session, queryable by session, key and time range."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, select
+
+from .codec import encode_json_value
+from .column_types import utcnow
+from .dialect import insert_ignoring_conflicts
+from .errors import SessionNotFound
+from .ids import validate_session_id
+from .models import DecisionRecord, SessionRecord
+
+
+def record_decision(
+    db: Session,
+    *,
+    session_id: str,
+    key: str,
+    payload: Any,
+    flow_run_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[DecisionRecord, bool]:
+    """Log a decision; returns ``(row, created)``.
+
+    With an ``idempotency_key`` a retry returns the first row and ``created=False`` (its payload
+    is left as first recorded). The payload must be JSON (ValueError otherwise).
+    """
+    sid = validate_session_id(session_id)
+    if db.get(SessionRecord, sid) is None:
+        raise SessionNotFound(sid)
+    if not key:
+        raise ValueError("a decision needs a non-empty key")
+    clean = encode_json_value(payload, f"decision payload for key {key!r}")
+    new_id = str(uuid.uuid4())
+    result = db.execute(
+        insert_ignoring_conflicts(DecisionRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+            id=new_id,
+            session_id=sid,
+            flow_run_id=flow_run_id,
+            key=key,
+            payload=clean,
+            idempotency_key=idempotency_key,
+            created_at=utcnow(),
+        )
+    )
+    created = result.rowcount == 1  # type: ignore[attr-defined]
+    if idempotency_key is None or created:
+        row = db.get(DecisionRecord, new_id)
+        assert row is not None
+        return row, True
+    query = select(DecisionRecord).where(DecisionRecord.idempotency_key == idempotency_key)
+    return db.exec(query).one(), False
+
+
+def list_decisions(
+    db: Session,
+    *,
+    session_id: str | None = None,
+    key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> list[DecisionRecord]:
+    """Decisions oldest first, filtered by session, key and ``since <= created_at < until``."""
+    query = select(DecisionRecord)
+    if session_id is not None:
+        query = query.where(DecisionRecord.session_id == validate_session_id(session_id))
+    if key is not None:
+        query = query.where(DecisionRecord.key == key)
+    if since is not None:
+        query = query.where(DecisionRecord.created_at >= since)
+    if until is not None:
+        query = query.where(DecisionRecord.created_at < until)
+    query = query.order_by(DecisionRecord.created_at, DecisionRecord.id).limit(limit)  # type: ignore[arg-type]
+    return list(db.exec(query).all())
+
+
+__all__ = ["list_decisions", "record_decision"]

@@ -1,0 +1,72 @@
+"""Exceptions raised by the store: each names the thing that went wrong.
+
+Every storage failure is a :class:`StorageError`, so callers (tasks, flows) can catch the
+family; the subclasses say which input or which condition was at fault.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Base class of every error raised by ``storage``."""
+
+
+class InvalidSessionId(StorageError, ValueError):
+    """A session id (or another store key part) is malformed, e.g. not a UUID or ``../x``."""
+
+    def __init__(self, value: object, reason: str) -> None:
+        self.value = value
+        super().__init__(f"invalid session id {value!r}: {reason}")
+
+
+class SessionNotFound(StorageError, LookupError):
+    """No session with this id is recorded."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"session {session_id!r} not found")
+
+
+class CheckpointNotFound(StorageError, LookupError):
+    """No checkpoint with this id is recorded."""
+
+    def __init__(self, checkpoint_id: str) -> None:
+        self.checkpoint_id = checkpoint_id
+        super().__init__(f"checkpoint {checkpoint_id!r} not found")
+
+
+class InvalidEntry(StorageError, ValueError):
+    """A transcript entry (or decision payload) cannot be stored; nothing of its batch was written."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(
+            f"transcript entry #{index} rejected: {reason}; nothing of this batch was stored"
+        )
+
+
+class DatabaseUnavailable(StorageError, ConnectionError):
+    """The database cannot be reached or opened; the URL is shown with its password masked."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(f"database {url} is unavailable: {detail}")
+
+
+class DatabaseReadOnly(StorageError, PermissionError):
+    """The database refused a write because it (or the connection) is read-only."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = url
+        super().__init__(f"database {url} is read-only, the write was refused: {detail}")
+
+
+class SessionBusy(StorageError):
+    """Another worker holds the session's claim; try again after it is released or expires."""
+
+    def __init__(self, session_id: str, holder: str | None = None) -> None:
+        self.session_id = session_id
+        self.holder = holder
+        by = f" by {holder!r}" if holder else ""
+        super().__init__(f"session {session_id!r} is busy: claimed{by}")

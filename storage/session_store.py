@@ -1,0 +1,172 @@
+"""``SQLModelSessionStore``: the Claude Agent SDK ``SessionStore`` protocol over SQLite or PostgreSQL.
+
+Pass it as ``ClaudeAgentOptions(session_store=SQLModelSessionStore(url))`` and every transcript
+line the CLI writes is mirrored to the database, so a worker on another machine (empty
+``CLAUDE_CONFIG_DIR``) can resume the session. The async methods run their database work in a
+worker thread, so the event loop never waits on I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import sqlalchemy as sa
+from claude_agent_sdk.types import (
+    SessionKey,
+    SessionListSubkeysKey,
+    SessionStore,
+    SessionStoreEntry,
+    SessionStoreListEntry,
+    SessionSummaryEntry,
+)
+
+from . import transcripts
+from .codec import EntryCodec, default_codec
+from .config import database_url, masked_url, max_entry_bytes
+from .db_errors import translated_errors
+from .engine import engine_url, get_engine
+from .errors import InvalidSessionId, SessionNotFound
+from .ids import validate_key_part, validate_session_id, validate_subpath
+from .transcripts import StoreKey
+
+T = TypeVar("T")
+
+
+def _store_key(key: Any) -> StoreKey:
+    if not isinstance(key, dict):
+        raise InvalidSessionId(key, f"a session key must be a dict, got {type(key).__name__}")
+    return StoreKey(
+        project_key=validate_key_part(key.get("project_key"), "project_key"),
+        session_id=validate_key_part(key.get("session_id"), "session_id"),
+        subpath=validate_subpath(key.get("subpath")),
+    )
+
+
+class SQLModelSessionStore(SessionStore):
+    """Transcripts in SQL: idempotent on entry uuid, ordered, with summary sidecars.
+
+    ``url`` defaults to :func:`storage.database_url`; pass ``engine`` to share one. The engine
+    (and the schema upgrade of an empty database) is set up on first use, in a worker thread.
+    ``max_entry_bytes`` caps one entry's serialised size (default 8 MiB,
+    ``CLAUDE_SESSIONS_MAX_ENTRY_BYTES``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        engine: sa.Engine | None = None,
+        max_entry_bytes: int | None = None,
+        codec: EntryCodec | None = None,
+    ) -> None:
+        self._engine = engine
+        self.url: str = engine_url(engine) if engine is not None else (url or database_url())
+        self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
+        self.codec: EntryCodec = codec or default_codec
+
+    def __repr__(self) -> str:
+        return f"SQLModelSessionStore({masked_url(self.url)!r})"
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The SQLAlchemy engine (created, and the schema brought to head, on first access)."""
+        if self._engine is None:
+            self._engine = get_engine(self.url)
+        return self._engine
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        with translated_errors(self.url):
+            return fn(self.engine, *args)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        # abandon_on_cancel: an SDK timeout (anyio.fail_after) returns at once; the thread's
+        # transaction still commits or rolls back as a whole, and uuids make a retry harmless.
+        return await anyio.to_thread.run_sync(
+            functools.partial(self._db, fn, *args), abandon_on_cancel=True
+        )
+
+    def _encode(self, entries: list[Any]) -> list[Any]:
+        return [self.codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(entries)]
+
+    # -- SessionStore protocol -------------------------------------------------------------
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        """Store a batch in order, skipping entries whose uuid is already stored; all or nothing."""
+        skey = _store_key(key)
+        if not isinstance(entries, list):
+            raise TypeError(f"entries must be a list, got {type(entries).__name__}")
+        if not entries:
+            return
+        batch: list[Any] = list(entries)
+        await anyio.to_thread.run_sync(
+            functools.partial(self._append_sync, skey, batch), abandon_on_cancel=True
+        )
+
+    def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
+        encoded = self._encode(batch)  # validates everything before any write
+        return self._db(transcripts.append_entries, key, encoded, batch)
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        """All entries of ``key`` in append order, or None if it was never written."""
+        skey = _store_key(key)
+        return await self._in_thread(transcripts.load_entries, skey, self.codec)  # type: ignore[return-value]
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        """Main transcripts of ``project_key`` with their storage mtime (epoch ms)."""
+        pk = validate_key_part(project_key, "project_key")
+        return await self._in_thread(transcripts.list_main_keys, pk)  # type: ignore[return-value]
+
+    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        """The incrementally folded summaries of ``project_key``'s main transcripts."""
+        pk = validate_key_part(project_key, "project_key")
+        return await self._in_thread(transcripts.list_summaries, pk)  # type: ignore[return-value]
+
+    async def delete(self, key: SessionKey) -> None:
+        """Delete a transcript; a main key cascades to its subagent subkeys."""
+        skey = _store_key(key)
+        await self._in_thread(transcripts.delete_key, skey)
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        """Subpaths (e.g. ``subagents/agent-1``) stored under a session."""
+        pk = validate_key_part(key.get("project_key"), "project_key")
+        sid = validate_key_part(key.get("session_id"), "session_id")
+        return await self._in_thread(transcripts.list_subpaths, pk, sid)
+
+    # -- sync helpers for tasks and flows --------------------------------------------------
+
+    def project_key_of(self, session_id: str) -> str | None:
+        """The project key a session's transcript is stored under (None if unknown)."""
+        sid = validate_session_id(session_id)
+        return self._db(transcripts.find_project_key, sid)
+
+    def _main_key(self, session_id: str, project_key: str | None) -> StoreKey:
+        sid = validate_session_id(session_id)
+        pk = project_key if project_key is not None else self.project_key_of(sid)
+        if pk is None:
+            raise SessionNotFound(sid)
+        return StoreKey(validate_key_part(pk, "project_key"), sid)
+
+    def entries(self, session_id: str, project_key: str | None = None) -> list[dict[str, Any]]:
+        """The main transcript of a session, whatever the caller's cwd; SessionNotFound if none."""
+        key = self._main_key(session_id, project_key)
+        loaded = self._db(transcripts.load_entries, key, self.codec)
+        if loaded is None:
+            raise SessionNotFound(key.session_id)
+        return loaded
+
+    def transcript_stats(self, session_id: str) -> tuple[int, int]:
+        """``(entry_count, bytes)`` of a session's main transcript (bytes as JSONL on disk)."""
+        key = self._main_key(session_id, None)
+        stats = self._db(transcripts.key_stats, key)
+        if stats is None:
+            raise SessionNotFound(key.session_id)
+        return stats
+
+
+def _default_max_entry_bytes() -> int:
+    return max_entry_bytes()

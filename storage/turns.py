@@ -1,0 +1,150 @@
+"""Turns: one row per prompt sent, keyed by an idempotency key so a retry never sends it twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, select
+
+from .column_types import utcnow
+from .dialect import insert_ignoring_conflicts
+from .errors import SessionNotFound, StorageError
+from .ids import validate_session_id
+from .models import SessionRecord, TurnRecord, TurnStatus
+
+
+def begin_turn(
+    db: Session,
+    *,
+    idempotency_key: str,
+    session_id: str,
+    operation: str,
+    prompt_digest: str,
+    flow_run_id: str | None = None,
+    task_run_id: str | None = None,
+) -> TurnRecord:
+    """Record that a turn is starting; if the key exists, return that turn instead.
+
+    A completed turn comes back as it is (the caller reuses its result, sending nothing). A failed
+    turn is reset to pending with a fresh ``started_at`` and the new run ids: it is being retried.
+    """
+    sid = validate_session_id(session_id)
+    db.execute(
+        insert_ignoring_conflicts(TurnRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+            idempotency_key=idempotency_key,
+            session_id=sid,
+            flow_run_id=flow_run_id,
+            task_run_id=task_run_id,
+            operation=operation,
+            prompt_digest=prompt_digest,
+            status=TurnStatus.pending.value,
+            started_at=utcnow(),
+        )
+    )
+    turn = _locked_turn(db, idempotency_key)
+    if turn.status == TurnStatus.failed:
+        turn.status = TurnStatus.pending
+        turn.error = None
+        turn.started_at = utcnow()
+        turn.finished_at = None
+        turn.flow_run_id = flow_run_id or turn.flow_run_id
+        turn.task_run_id = task_run_id or turn.task_run_id
+        db.add(turn)
+        db.flush()
+    return turn
+
+
+def find_turn(db: Session, idempotency_key: str) -> TurnRecord | None:
+    """The turn with this idempotency key, or None."""
+    query = select(TurnRecord).where(TurnRecord.idempotency_key == idempotency_key)
+    return db.exec(query.execution_options(populate_existing=True)).first()
+
+
+def _locked_turn(db: Session, idempotency_key: str) -> TurnRecord:
+    query = (
+        select(TurnRecord)
+        .where(TurnRecord.idempotency_key == idempotency_key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    turn = db.exec(query).first()
+    if turn is None:
+        raise StorageError(
+            f"no turn with idempotency key {idempotency_key!r}; call begin_turn first"
+        )
+    return turn
+
+
+def complete_turn(
+    db: Session,
+    idempotency_key: str,
+    *,
+    session_id: str,
+    result_text: str | None,
+    cost_usd: float | None,
+    usage: dict[str, Any] | None,
+    duration_ms: int | None,
+    num_turns: int | None,
+    assistant_uuid: str | None = None,
+    user_message_uuid: str | None = None,
+) -> TurnRecord:
+    """Mark a turn completed and add its cost, tokens and one turn to the session's totals.
+
+    Both happen in the caller's transaction. ``session_id`` is the session the turn ended in (for a
+    fork, the new one); it must be recorded (SessionNotFound). Completing an already completed turn
+    changes nothing, so totals are never counted twice.
+    """
+    turn = _locked_turn(db, idempotency_key)
+    if turn.status == TurnStatus.completed:
+        return turn
+    sid = validate_session_id(session_id)
+    session = db.exec(
+        select(SessionRecord).where(SessionRecord.id == sid).with_for_update()
+    ).first()
+    if session is None:
+        raise SessionNotFound(sid)
+    usage = dict(usage or {})
+    turn.session_id = sid
+    turn.status = TurnStatus.completed
+    turn.result_text = result_text
+    turn.error = None
+    turn.cost_usd = cost_usd
+    turn.usage = usage
+    turn.duration_ms = duration_ms
+    turn.num_turns = num_turns
+    turn.assistant_uuid = assistant_uuid
+    turn.user_message_uuid = user_message_uuid
+    turn.finished_at = utcnow()
+    session.turn_count += 1
+    session.cost_usd += float(cost_usd or 0.0)
+    session.input_tokens += int(usage.get("input_tokens") or 0)
+    session.output_tokens += int(usage.get("output_tokens") or 0)
+    session.updated_at = utcnow()
+    db.add(turn)
+    db.add(session)
+    db.flush()
+    return turn
+
+
+def fail_turn(db: Session, idempotency_key: str, *, error: str) -> TurnRecord:
+    """Mark a turn failed with its error text; a completed turn stays completed."""
+    turn = _locked_turn(db, idempotency_key)
+    if turn.status == TurnStatus.completed:
+        return turn
+    turn.status = TurnStatus.failed
+    turn.error = error
+    turn.finished_at = utcnow()
+    db.add(turn)
+    db.flush()
+    return turn
+
+
+def list_turns(db: Session, session_id: str) -> list[TurnRecord]:
+    """A session's turns, oldest first."""
+    sid = validate_session_id(session_id)
+    query = (
+        select(TurnRecord)
+        .where(TurnRecord.session_id == sid)
+        .order_by(TurnRecord.started_at, TurnRecord.id)  # type: ignore[arg-type]
+    )
+    return list(db.exec(query).all())
