@@ -30,15 +30,16 @@ def storage_error_for(error: BaseException, url: str) -> StorageError | None:
     sqlstate = getattr(orig, "sqlstate", None) or ""
     if sqlstate == "25006" or "readonly database" in lowered or "read-only" in lowered:
         return DatabaseReadOnly(shown, detail)
+    is_sqlite = url.startswith("sqlite")
+    if is_sqlite and any(s in lowered for s in _SQLITE_UNAVAILABLE):
+        return DatabaseUnavailable(shown, detail)
     if isinstance(error, sa_exc.OperationalError):
         if "database is locked" in lowered:
             return StorageError(
                 f"database {shown} stayed locked by another writer past the busy timeout: {detail}"
             )
-        is_sqlite = url.startswith("sqlite")
         if (
             error.connection_invalidated
-            or (is_sqlite and any(s in lowered for s in _SQLITE_UNAVAILABLE))
             or (not is_sqlite and (not sqlstate or sqlstate.startswith("08")))
             or sqlstate in _UNAVAILABLE_SQLSTATES
         ):

@@ -22,6 +22,7 @@ from sqlmodel import Session
 from . import models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from .config import SQLITE_BUSY_TIMEOUT_MS, database_url, masked_url
 from .db_errors import translated_errors
+from .errors import DatabaseUnavailable
 from .schema import upgrade_to_head
 
 _engines: dict[str, sa.Engine] = {}
@@ -105,7 +106,10 @@ def get_engine(url: str | None = None) -> sa.Engine:
         engine = _engines.get(url)
         if engine is not None:
             return engine
-        engine = create_engine_for(url)
+        try:
+            engine = create_engine_for(url)
+        except OSError as exc:  # e.g. the SQLite file's folder cannot be created
+            raise DatabaseUnavailable(masked_url(url), str(exc)) from exc
         try:
             with translated_errors(url):
                 upgrade_to_head(engine)
