@@ -201,7 +201,7 @@ def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
     dispose_engines()
-    with pytest.raises(StorageError, match="revision '9999_future'.*does not know"):
+    with pytest.raises(StorageError, match=r"revision '9999_future'.*does not know"):
         get_engine(sqlite_url)
 
 

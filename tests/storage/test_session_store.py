@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -36,7 +37,7 @@ async def test_same_batch_twice_is_stored_once(store: SQLModelSessionStore) -> N
     batch = [entry(i) for i in range(5)]
     await store.append(k, batch)
     await store.append(k, batch)
-    await store.append(k, batch[2:] + [entry(5)])  # overlap plus one new
+    await store.append(k, [*batch[2:], entry(5)])  # overlap plus one new
     assert await store.load(k) == [*batch, entry(5)]
     count, size = store.transcript_stats(k["session_id"])
     assert count == 6
@@ -80,7 +81,7 @@ async def test_mtime_is_strictly_increasing_and_shared_with_the_sidecar(store) -
         (summary,) = await store.list_session_summaries(k["project_key"])
         assert summary["mtime"] == listed["mtime"]
         seen.append(listed["mtime"])
-    assert all(b > a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(seen))
     assert abs(seen[-1] - time.time() * 1000) < 60_000  # a storage clock, epoch ms
 
 
