@@ -1,0 +1,293 @@
+"""One agent turn over the Claude Agent SDK: `run_turn` sends one prompt and returns a typed
+`TurnOutcome`, or raises a classified `AgentError`.
+
+Without a pool each turn starts its own CLI process (connect, one turn, disconnect). With a
+`ClientPool` consecutive turns on a session reuse a live CLI (see `tasks.client_pool`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from claude_agent_sdk import (
+    AssistantMessage,
+    ClaudeAgentOptions,
+    ClaudeSDKClient,
+    ResultMessage,
+    SystemMessage,
+    TextBlock,
+    UserMessage,
+)
+from pydantic import BaseModel, Field
+
+from tasks.credentials import credentials_present
+from tasks.errors import (
+    AgentError,
+    InvalidInput,
+    MissingCredentials,
+    TransientAgentError,
+    classify_error,
+    classify_result,
+    scrub,
+)
+
+if TYPE_CHECKING:
+    from tasks.client_pool import ClientPool
+
+__all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
+
+#: Default upper bound of one turn, seconds (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``; 0 = none).
+DEFAULT_TURN_TIMEOUT_S = 1800.0
+
+
+class TurnOutcome(BaseModel):
+    """What one turn produced. JSON-serialisable."""
+
+    session_id: str
+    text: str = ""
+    cost_usd: float = 0.0
+    usage: dict[str, Any] = Field(default_factory=dict)
+    duration_ms: int = 0
+    num_turns: int = 0
+    is_error: bool = False
+    error: str | None = None
+    assistant_uuid: str | None = None  # last top-level assistant transcript entry of this turn
+    user_message_uuid: str | None = None  # transcript uuid of this turn's prompt
+    # additions beyond CONTRACTS.md's minimum
+    model: str | None = None
+    stop_reason: str | None = None
+    subtype: str | None = None  # the ResultMessage subtype ("success", "error_max_turns", ...)
+    api_error_status: int | None = None
+    warm: bool = False  # True if a live pooled CLI served the turn (no process start)
+
+
+def user_message(prompt: str, prompt_uuid: str) -> dict[str, Any]:
+    """The stream-json user message for ``prompt``; its ``uuid`` becomes the transcript uuid
+    (and ``ResultMessage.user_message_uuid``)."""
+    return {
+        "type": "user",
+        "message": {"role": "user", "content": prompt},
+        "parent_tool_use_id": None,
+        "session_id": "default",
+        "uuid": prompt_uuid,
+    }
+
+
+async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    yield message
+
+
+async def drive_turn(
+    client: ClaudeSDKClient, message: dict[str, Any], *, cost_baseline: float = 0.0
+) -> tuple[TurnOutcome, float]:
+    """Send ``message`` on a connected client and read until its result.
+
+    Returns the outcome and the CLI's cumulative cost after the turn (the CLI reports
+    ``total_cost_usd`` per process, so a warm client's per-turn cost is the difference).
+    Raises a classified `AgentError` if the CLI fails before a result arrives.
+    """
+    started = time.monotonic()
+    init_session: str | None = None
+    replayed_uuid: str | None = None
+    last_uuid: str | None = None
+    last_texts: list[str] = []
+    model: str | None = None
+    result: ResultMessage | None = None
+    try:
+        await client.query(_one(message))
+        async for msg in client.receive_response():
+            if isinstance(msg, SystemMessage) and msg.subtype == "init":
+                init_session = msg.data.get("session_id") or init_session
+            elif isinstance(msg, UserMessage):
+                if msg.uuid and msg.uuid == message.get("uuid"):
+                    replayed_uuid = msg.uuid
+            elif isinstance(msg, AssistantMessage) and msg.parent_tool_use_id is None:
+                last_uuid = msg.uuid or last_uuid
+                model = msg.model or model
+                texts = [b.text for b in msg.content if isinstance(b, TextBlock)]
+                if texts:
+                    last_texts = texts
+            elif isinstance(msg, ResultMessage):
+                result = msg
+    except AgentError:
+        raise
+    except Exception as exc:
+        raise classify_error(exc, session_id=init_session) from None
+    if result is None:
+        raise TransientAgentError(
+            "the Claude Code CLI ended the turn without a result (process exited or connection lost)",
+            kind="connection_lost",
+            session_id=init_session,
+        )
+    cumulative = float(result.total_cost_usd or 0.0)
+    text = result.result if isinstance(result.result, str) else "\n".join(last_texts)
+    outcome = TurnOutcome(
+        session_id=result.session_id or init_session or "",
+        text=text or "",
+        cost_usd=max(0.0, cumulative - cost_baseline),
+        usage=dict(result.usage or {}),
+        duration_ms=int(result.duration_ms or (time.monotonic() - started) * 1000),
+        num_turns=int(result.num_turns or 0),
+        is_error=bool(result.is_error),
+        error=scrub(text or "; ".join(result.errors or []) or result.subtype)
+        if result.is_error
+        else None,
+        assistant_uuid=last_uuid,
+        user_message_uuid=result.user_message_uuid or replayed_uuid,
+        model=model,
+        stop_reason=result.stop_reason,
+        subtype=result.subtype,
+        api_error_status=result.api_error_status,
+    )
+    return outcome, cumulative
+
+
+def error_for(outcome: TurnOutcome) -> AgentError:
+    """The classified error of an error outcome, carrying the outcome."""
+    return classify_result(
+        outcome.subtype or "",
+        outcome.error or "",
+        outcome.api_error_status,
+        None,
+        {"session_id": outcome.session_id, "outcome": outcome},
+    )
+
+
+def _timeout(timeout_s: float | None) -> float | None:
+    if timeout_s is not None:
+        return timeout_s if timeout_s > 0 else None
+    raw = os.environ.get("CLAUDE_SESSIONS_TURN_TIMEOUT_S")
+    try:
+        value = float(raw) if raw else DEFAULT_TURN_TIMEOUT_S
+    except ValueError:
+        raise InvalidInput(f"CLAUDE_SESSIONS_TURN_TIMEOUT_S must be seconds, got {raw!r}") from None
+    return value if value > 0 else None
+
+
+def prepare_turn(
+    prompt: str, options: ClaudeAgentOptions, prompt_uuid: str | None
+) -> dict[str, Any]:
+    """Validate the inputs of a turn; the user message to send."""
+    if not isinstance(prompt, str):
+        raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
+    if not prompt.strip():
+        raise InvalidInput("prompt must not be empty")
+    if not isinstance(options, ClaudeAgentOptions):
+        raise InvalidInput(f"options must be ClaudeAgentOptions, got {type(options).__name__}")
+    if prompt_uuid is None:
+        prompt_uuid = str(uuid.uuid4())
+    else:
+        try:
+            prompt_uuid = str(uuid.UUID(str(prompt_uuid)))
+        except ValueError:
+            raise InvalidInput(f"prompt_uuid must be a UUID, got {prompt_uuid!r}") from None
+    if not credentials_present(options.env):
+        raise MissingCredentials(
+            "no Claude credentials in the options' env or the environment: pass "
+            "env=resolve_credentials() (ANTHROPIC_API_KEY / ANTHROPIC_BASE_URL, "
+            "ANTHROPIC_AUTH_TOKEN or a 'Claude Credentials' block)"
+        )
+    return user_message(prompt, prompt_uuid)
+
+
+async def run_cold(
+    message: dict[str, Any], options: ClaudeAgentOptions, timeout_s: float | None
+) -> TurnOutcome:
+    """One turn on a CLI process of its own: connect, send, read, disconnect."""
+    client = ClaudeSDKClient(options)
+
+    async def go() -> TurnOutcome:
+        try:
+            await client.connect()
+        except AgentError:
+            raise
+        except Exception as exc:
+            raise classify_error(exc) from None
+        outcome, _ = await drive_turn(client, message)
+        return outcome
+
+    try:
+        return await asyncio.wait_for(go(), timeout_s)
+    except asyncio.TimeoutError:
+        raise TransientAgentError(
+            f"the turn did not finish within {timeout_s:g} s", kind="timeout"
+        ) from None
+    finally:
+        with contextlib.suppress(Exception):  # the CLI may already be gone
+            await client.disconnect()
+
+
+async def run_turn(
+    prompt: str,
+    options: ClaudeAgentOptions,
+    *,
+    pool: ClientPool | None = None,
+    timeout_s: float | None = None,
+    prompt_uuid: str | None = None,
+    head_uuid: str | None = None,
+) -> TurnOutcome:
+    """Run one turn and return its outcome.
+
+    - ``pool``: a `ClientPool` to reuse a live CLI for consecutive turns on a session (the pool
+      runs the turn on its own event loop, so any caller loop is fine); None: a CLI of its own.
+    - ``timeout_s``: upper bound of the turn (default ``CLAUDE_SESSIONS_TURN_TIMEOUT_S`` or
+      1800 s; 0 = none); exceeding it raises `TransientAgentError` (kind ``timeout``).
+    - ``prompt_uuid``: transcript uuid of the prompt (default: a new uuid4). Use a new one for
+      every prompt: the CLI ignores a message whose uuid it has seen.
+    - ``head_uuid``: the session's latest assistant uuid as the caller knows it; a pooled client
+      whose conversation ends elsewhere is stale (another worker moved on) and is replaced.
+
+    Raises `InvalidInput`/`MissingCredentials` before starting anything, a `TransientAgentError`
+    or `PermanentAgentError` when the turn fails; an error result's partial outcome is on the
+    exception's ``.outcome``.
+    """
+    message = prepare_turn(prompt, options, prompt_uuid)
+    limit = _timeout(timeout_s)
+    if pool is not None:
+        outcome = await pool.run(message, options, timeout_s=limit, head_uuid=head_uuid)
+    else:
+        outcome = await run_cold(message, options, limit)
+    if outcome.is_error:
+        raise error_for(outcome)
+    return outcome
+
+
+def run_turn_sync(
+    prompt: str,
+    options: ClaudeAgentOptions,
+    *,
+    pool: ClientPool | None = None,
+    timeout_s: float | None = None,
+    prompt_uuid: str | None = None,
+    head_uuid: str | None = None,
+) -> TurnOutcome:
+    """`run_turn` for synchronous code (Prefect sync tasks), safe in any thread.
+
+    With a pool the turn runs on the pool's loop thread. Without one it runs in a fresh event
+    loop (in a helper thread if this thread already runs a loop).
+    """
+    message = prepare_turn(prompt, options, prompt_uuid)
+    limit = _timeout(timeout_s)
+    if pool is not None:
+        outcome = pool.run_sync(message, options, timeout_s=limit, head_uuid=head_uuid)
+    else:
+        outcome = _run_in_fresh_loop(run_cold(message, options, limit))
+    if outcome.is_error:
+        raise error_for(outcome)
+    return outcome
+
+
+def _run_in_fresh_loop(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="claude-turn") as ex:
+        return ex.submit(asyncio.run, coro).result()
