@@ -29,11 +29,11 @@ def claim_session(db: Session, session_id: str, *, holder: str, ttl_seconds: flo
     expires = now + timedelta(seconds=ttl_seconds)
     dialect = db.get_bind().dialect.name
     inserted = db.execute(
-        insert_ignoring_conflicts(claims_t, dialect).values(
-            session_id=sid, holder=holder, claimed_at=now, expires_at=expires
-        )
+        insert_ignoring_conflicts(claims_t, dialect)
+        .values(session_id=sid, holder=holder, claimed_at=now, expires_at=expires)
+        .returning(claims_t.c.session_id)
     )
-    if inserted.rowcount == 1:  # type: ignore[attr-defined]
+    if inserted.first() is not None:  # a row comes back only if it was inserted
         return True
     taken = db.execute(
         sa.update(claims_t)
@@ -42,8 +42,9 @@ def claim_session(db: Session, session_id: str, *, holder: str, ttl_seconds: flo
             sa.or_(claims_t.c.holder == holder, claims_t.c.expires_at <= now),
         )
         .values(holder=holder, claimed_at=now, expires_at=expires)
+        .returning(claims_t.c.session_id)
     )
-    return taken.rowcount == 1  # type: ignore[attr-defined]
+    return taken.first() is not None
 
 
 def release_session(db: Session, session_id: str, *, holder: str) -> None:

@@ -38,7 +38,8 @@ def record_decision(
     clean = encode_json_value(payload, f"decision payload for key {key!r}")
     new_id = str(uuid.uuid4())
     result = db.execute(
-        insert_ignoring_conflicts(DecisionRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+        insert_ignoring_conflicts(DecisionRecord.__table__, db.get_bind().dialect.name)
+        .values(  # type: ignore[arg-type]
             id=new_id,
             session_id=sid,
             flow_run_id=flow_run_id,
@@ -47,8 +48,9 @@ def record_decision(
             idempotency_key=idempotency_key,
             created_at=utcnow(),
         )
+        .returning(DecisionRecord.__table__.c.id)  # type: ignore[attr-defined]
     )
-    created = result.rowcount == 1  # type: ignore[attr-defined]
+    created = result.first() is not None  # a row comes back only if it was inserted
     if idempotency_key is None or created:
         row = db.get(DecisionRecord, new_id)
         assert row is not None
