@@ -6,7 +6,10 @@ Entries are stored as compact JSON text. A later change (optional encryption at 
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,6 +31,20 @@ class EntryCodec(Protocol):
     def encode(self, entry: Any, index: int, max_bytes: int) -> EncodedEntry: ...
 
     def decode_many(self, texts: list[str]) -> list[dict[str, Any]]: ...
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while decoding: a 10k-entry transcript makes ~10^5 containers, and the
+    collections they trigger cost more than the decode itself (measured 180 ms vs 50 ms for 13 MB).
+    JSON output has no cycles, so nothing is left for the collector to find."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class JsonCodec:
@@ -66,7 +83,8 @@ class JsonCodec:
         """Decode stored texts in order; one ``json.loads`` for the lot is ~2x faster than one each."""
         if not texts:
             return []
-        return json.loads("[" + ",".join(texts) + "]")
+        with _gc_paused():
+            return json.loads("[" + ",".join(texts) + "]")
 
 
 def encode_json_value(value: Any, what: str) -> Any:

@@ -26,6 +26,7 @@ entries_t: sa.Table = TranscriptEntry.__table__  # type: ignore[assignment]
 sessions_t: sa.Table = SessionRecord.__table__  # type: ignore[assignment]
 
 _IN_CHUNK = 500  # bound parameters per IN (...) lookup
+_VALUES_CHUNK = 1000  # rows per multi-row INSERT (3 parameters each; PostgreSQL allows 65535)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,20 @@ def _key_filter(key: StoreKey) -> sa.ColumnElement[bool]:
         keys_t.c.session_id == key.session_id,
         keys_t.c.subpath == key.subpath,
     )
+
+
+def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert entry rows, skipping uuids already stored (a safety net: the caller pre-filters).
+
+    PostgreSQL gets multi-row ``VALUES`` statements (one round trip per chunk, ~3x faster than
+    executemany); SQLite runs in-process, where executemany is already cheap.
+    """
+    stmt = insert_ignoring_conflicts(entries_t, conn.dialect.name)
+    if conn.dialect.name != "postgresql":
+        conn.execute(stmt, rows)
+        return
+    for i in range(0, len(rows), _VALUES_CHUNK):
+        conn.execute(stmt.values(rows[i : i + _VALUES_CHUNK]))
 
 
 def append_entries(
@@ -104,9 +119,8 @@ def append_entries(
         if not fresh:
             return 0
 
-        conn.execute(
-            insert_ignoring_conflicts(entries_t, conn.dialect.name),
-            [{"key_id": row.id, "uuid": enc.uuid, "body": enc.text} for enc, _ in fresh],
+        _insert_entries(
+            conn, [{"key_id": row.id, "uuid": enc.uuid, "body": enc.text} for enc, _ in fresh]
         )
         mtime = max(_now_ms(), row.mtime_ms + 1)  # strictly increasing per key
         added_bytes = sum(enc.size + 1 for enc, _ in fresh)  # +1: the JSONL newline
