@@ -213,7 +213,8 @@ def echo_text(req: ParsedRequest) -> str:
 def answer(req: ParsedRequest) -> tuple[str, Reply]:
     """(brain name, reply) for a parsed request."""
     if req.kind == "title":
-        words = req.last_user_text.replace("<session>", " ").split()[:4]
+        m = re.search(r"<session>(.*?)(?:</session>|$)", req.last_user_text, re.S)
+        words = (m.group(1) if m else req.last_user_text).split()[:4]
         return "title", Reply(text=json.dumps({"title": " ".join(words) or "Stand-in session"}))
     if req.kind == "auxiliary":
         return "auxiliary", Reply(text="{}")
