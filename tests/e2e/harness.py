@@ -28,7 +28,9 @@ Typical use (see ``tests/e2e/test_harness.py``)::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import itertools
 import json
 import os
@@ -187,6 +189,22 @@ def _signal(pid: int, sig: int, *, group: bool = False) -> None:
             os.kill(pid, sig)
 
 
+_LIVE: set[ManagedProcess] = set()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Last resort when a test run ends without its fixtures' teardown."""
+    for process in list(_LIVE):
+        process.kill()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """PR_SET_PDEATHSIG: the child gets SIGTERM if the test process dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 class ManagedProcess:
     """A long-running child in its own session, its output appended to ``log_path``.
 
@@ -222,7 +240,9 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
+        _LIVE.add(self)
         return self
 
     @property
@@ -269,6 +289,7 @@ class ManagedProcess:
             _signal(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(10)
+        _LIVE.discard(self)
 
 
 class CommandError(AssertionError):

@@ -7,9 +7,9 @@ A throwaway project (a flow package under ``src/`` and a ``prefect.yaml``) is wr
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -46,6 +46,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
@@ -79,19 +80,35 @@ def hello(name: str = "nobody", marker_dir: str = "", sleep_seconds: float = 0.0
 '''
 
 
-def write_project(root: Path, pool: str) -> tuple[Path, str, str]:
-    """Write the throwaway project; returns (src dir, by-directory name, by-module name).
+@dataclass(frozen=True)
+class Project:
+    """The throwaway project on disk and the full names of its deployments."""
 
-    Two deployments of one flow show the two ways to ship code to a process worker:
-    - by directory: a file entrypoint and a ``set_working_directory`` pull step to the project;
+    root: Path
+    src: Path  # put on PYTHONPATH where the flow is imported as a module
+    by_directory: str
+    by_module: str
+    in_worker_cwd: str
+
+
+def write_project(root: Path, pool: str) -> Project:
+    """Write the throwaway project: a flow package under ``src/`` and a ``prefect.yaml``.
+
+    Three deployments of one flow show the ways to ship code to a process worker:
+    - by directory: a file entrypoint and a ``set_working_directory`` pull step to the project
+      (what ``prefect init`` writes; the absolute path is baked into the deployment);
     - by module: a module entrypoint and ``pull: []``; the worker imports the flow from its
-      Python environment (here ``PYTHONPATH``, in the real project the installed package).
+      Python environment (here ``PYTHONPATH``, in the real project the installed package) and
+      runs it in a fresh temp dir;
+    - in worker cwd: like by module, plus ``job_variables: {working_dir: "."}`` so each run
+      executes in the directory its worker was started in (a stable per-machine cwd).
     """
     src = root / "src" / "harness_pkg"
     src.mkdir(parents=True)
     (src / "__init__.py").write_text("")
     (src / "hello.py").write_text(FLOW_SOURCE)
-    by_dir, by_module = unique_name("by-directory"), unique_name("by-module")
+    names = [unique_name(n) for n in ("by-directory", "by-module", "in-worker-cwd")]
+    module_entrypoint = "harness_pkg.hello:hello"
     spec = {
         "name": "harness-project",
         "prefect-version": "3.9.1",
@@ -100,22 +117,34 @@ def write_project(root: Path, pool: str) -> tuple[Path, str, str]:
         ],
         "deployments": [
             {
-                "name": by_dir,
+                "name": names[0],
                 "entrypoint": "src/harness_pkg/hello.py:hello",
                 "work_pool": {"name": pool},
                 "parameters": {"name": "from-prefect-yaml"},
                 "tags": ["e2e-harness"],
             },
             {
-                "name": by_module,
-                "entrypoint": "harness_pkg.hello:hello",
+                "name": names[1],
+                "entrypoint": module_entrypoint,
                 "pull": [],
                 "work_pool": {"name": pool},
+            },
+            {
+                "name": names[2],
+                "entrypoint": module_entrypoint,
+                "pull": [],
+                "work_pool": {"name": pool, "job_variables": {"working_dir": "."}},
             },
         ],
     }
     (root / "prefect.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return root / "src", by_dir, by_module
+    return Project(root, root / "src", *(f"{FLOW_NAME}/{n}" for n in names))
+
+
+def deploy_project(server: PrefectServer, root: Path, pool: str) -> tuple[Project, dict]:
+    project = write_project(root, pool)
+    deployments = deploy_all(server, root, env=server.env(PYTHONPATH=str(project.src)))
+    return project, deployments
 
 
 def artifact_info(server: PrefectServer, flow_run_id: str) -> dict:
@@ -137,26 +166,24 @@ def pid_alive(pid: int) -> bool:
 
 def test_deploy_and_run_with_parameter(prefect_server, process_pool, start_worker, tmp_path):
     server = prefect_server
-    project = tmp_path / "project"
-    src, by_dir, by_module = write_project(project, process_pool)
+    project, deployments = deploy_project(server, tmp_path / "project", process_pool)
 
-    deployments = deploy_all(server, project, env=server.env(PYTHONPATH=str(src)))
-
-    assert set(deployments) == {f"{FLOW_NAME}/{by_dir}", f"{FLOW_NAME}/{by_module}"}
-    deployed = deployments[f"{FLOW_NAME}/{by_dir}"]
+    assert set(deployments) == {project.by_directory, project.by_module, project.in_worker_cwd}
+    deployed = deployments[project.by_directory]
     assert deployed["work_pool_name"] == process_pool
     assert deployed["entrypoint"] == "src/harness_pkg/hello.py:hello"
     assert deployed["pull_steps"] == [
-        {"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(project.root)}}
     ]
     assert deployed["parameters"] == {"name": "from-prefect-yaml"}
-    assert not deployments[f"{FLOW_NAME}/{by_module}"]["pull_steps"]
+    assert not deployments[project.by_module]["pull_steps"]
+    assert deployments[project.in_worker_cwd]["job_variables"] == {"working_dir": "."}
 
     # No PYTHONPATH for this worker: the file entrypoint is found through the pull step.
     worker = start_worker(process_pool, env={"HARNESS_MACHINE": "alpha"})
 
     started = time.monotonic()
-    run_id = run_deployment(server, f"{FLOW_NAME}/{by_dir}", {"name": "alice"})
+    run_id = run_deployment(server, project.by_directory, {"name": "alice"})
     run = wait_for_flow_run(server, run_id, timeout=120, expect="COMPLETED")
     record_timing("deployment run -> Completed, CLI (s)", time.monotonic() - started)
 
@@ -168,7 +195,7 @@ def test_deploy_and_run_with_parameter(prefect_server, process_pool, start_worke
     assert info["name"] == "alice"
     assert info["loud"] == "ALICE"  # went through the task
     assert info["machine"] == "alpha"  # the worker's env reached the flow-run process
-    assert info["cwd"] == str(project)  # the pull step ran
+    assert info["cwd"] == str(project.root)  # the pull step ran
     assert Path(info["python"]).parent == VENV_BIN  # the flow ran on this venv
     assert run["infrastructure_pid"] == str(info["pid"])
 
@@ -208,17 +235,16 @@ def test_deploy_and_run_with_parameter(prefect_server, process_pool, start_worke
     assert any(node["label"].startswith("shout") for _, node in graph["nodes"]), graph
 
     # A parameter from prefect.yaml is the default when a run gives none.
-    default_run = run_deployment(server, f"{FLOW_NAME}/{by_dir}")
+    default_run = run_deployment(server, project.by_directory)
     wait_for_flow_run(server, default_run, timeout=120, expect="COMPLETED")
     assert artifact_info(server, default_run)["name"] == "from-prefect-yaml"
 
 
 def test_two_workers_share_a_pool(prefect_server, process_pool, start_worker, tmp_path):
-    """Two "machines" (own env, CLAUDE_CONFIG_DIR, home, temp dir) on one pool both take runs
-    of a module-entrypoint deployment without pull steps."""
+    """Two "machines" (own env, CLAUDE_CONFIG_DIR, PREFECT_HOME, cwd, TMPDIR) on one pool both
+    take runs of the module-entrypoint deployments, which have no pull steps."""
     server = prefect_server
-    src, _, by_module = write_project(tmp_path / "project", process_pool)
-    deploy_all(server, tmp_path / "project", env=server.env(PYTHONPATH=str(src)))
+    project, _ = deploy_project(server, tmp_path / "project", process_pool)
 
     workers = {}
     for machine in ("machine-a", "machine-b"):
@@ -226,25 +252,23 @@ def test_two_workers_share_a_pool(prefect_server, process_pool, start_worker, tm
             process_pool,
             name=unique_name(machine),
             limit=1,
+            cwd=tmp_path / machine / "workspace",
             env={
                 "HARNESS_MACHINE": machine,
                 "CLAUDE_CONFIG_DIR": str(tmp_path / machine / "claude"),
-                "PYTHONPATH": str(src),
+                "PYTHONPATH": str(project.src),
             },
         )
     markers = tmp_path / "markers"
     markers.mkdir()
 
     started = time.monotonic()
-    run_ids = [
-        create_flow_run(
-            server,
-            f"{FLOW_NAME}/{by_module}",
-            {"name": f"run-{i}", "marker_dir": str(markers), "sleep_seconds": 1},
-        )
-        for i in range(4)
-    ]
-    runs = wait_for_flow_runs(server, run_ids, timeout=240, expect="COMPLETED")
+    deployment_of = {}
+    for i in range(4):
+        name = project.by_module if i % 2 else project.in_worker_cwd
+        params = {"name": f"run-{i}", "marker_dir": str(markers), "sleep_seconds": 1}
+        deployment_of[create_flow_run(server, name, params)] = name
+    runs = wait_for_flow_runs(server, deployment_of, timeout=240, expect="COMPLETED")
     record_timing("4 runs on 2 workers -> all Completed (s)", time.monotonic() - started)
 
     by_worker = {w.name: machine for machine, w in workers.items()}
@@ -256,8 +280,12 @@ def test_two_workers_share_a_pool(prefect_server, process_pool, start_worker, tm
         assert info["name"] == f"run-{i}"
         assert info["machine"] == machine
         assert info["claude_config_dir"] == str(tmp_path / machine / "claude")
-        # Without pull steps each run gets a fresh temp dir, under the worker's TMPDIR.
-        assert Path(info["cwd"]).is_relative_to(tmp_path / workers[machine].name / "tmp")
+        if deployment_of[run["id"]] == project.in_worker_cwd:
+            # working_dir "." resolves against the worker's cwd: a stable per-machine folder.
+            assert info["cwd"] == str(tmp_path / machine / "workspace")
+        else:
+            # Without pull steps each run gets a fresh temp dir, under the worker's TMPDIR.
+            assert Path(info["cwd"]).is_relative_to(tmp_path / workers[machine].name / "tmp")
     assert seen == {"machine-a", "machine-b"}, [r["labels"] for r in runs]
     assert len(list(markers.glob("*.json"))) == 4
 
@@ -268,11 +296,10 @@ def test_killed_worker_leaves_no_process_and_a_running_run(
     """``Worker.kill()`` (a machine losing power) takes its flow-run process with it; the
     server is not told, so the run stays RUNNING: fault tests must recover such runs."""
     server = prefect_server
-    src, _, by_module = write_project(tmp_path / "project", process_pool)
-    deploy_all(server, tmp_path / "project", env=server.env(PYTHONPATH=str(src)))
-    worker = start_worker(process_pool, env={"PYTHONPATH": str(src)})
+    project, _ = deploy_project(server, tmp_path / "project", process_pool)
+    worker = start_worker(process_pool, env={"PYTHONPATH": str(project.src)})
 
-    run_id = create_flow_run(server, f"{FLOW_NAME}/{by_module}", {"sleep_seconds": 120})
+    run_id = create_flow_run(server, project.by_module, {"sleep_seconds": 120})
     wait_until(
         lambda: read_artifacts(server, run_id, key=ARTIFACT_KEY),
         timeout=90,
@@ -286,4 +313,3 @@ def test_killed_worker_leaves_no_process_and_a_running_run(
 
     wait_until(lambda: not pid_alive(pid) and not pid_alive(worker_pid), timeout=15)
     assert read_flow_run(server, run_id)["state_type"] == "RUNNING"
-    assert os.path.exists(worker.process.log_path)
