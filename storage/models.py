@@ -101,6 +101,7 @@ class TurnRecord(SQLModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
         sa.Index("ix_turns_session_id_started_at", "session_id", "started_at"),
+        sa.Index("ix_turns_flow_run_id", "flow_run_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)

@@ -8,8 +8,10 @@ worker thread, so the event loop never waits on I/O.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -158,6 +160,45 @@ class SQLModelSessionStore(SessionStore):
         if loaded is None:
             raise SessionNotFound(key.session_id)
         return loaded
+
+    def append_sync(
+        self,
+        project_key: str,
+        session_id: str,
+        entries: list[dict[str, Any]],
+        subpath: str | None = None,
+    ) -> int:
+        """Append from synchronous code (same rules as :meth:`append`); returns how many were new."""
+        key = _store_key({"project_key": project_key, "session_id": session_id, "subpath": subpath})
+        if not entries:
+            return 0
+        return self._append_sync(key, list(entries))
+
+    def relocate(self, session_id: str, *, to_project_key: str) -> bool:
+        """Move a session's transcripts under another project key (a worker with another cwd).
+
+        The SDK finds a transcript by (project key of the cwd, session id); after this, a resume
+        from ``to_project_key``'s directory finds the full history. True if anything moved.
+        """
+        sid = validate_session_id(session_id)
+        pk = validate_key_part(to_project_key, "project_key")
+        return self._db(transcripts.relocate_session, sid, pk)
+
+    def import_local_session(self, session_id: str, *, directory: str | None = None) -> None:
+        """Copy a session's local transcript (``CLAUDE_CONFIG_DIR``) into the store, idempotently.
+
+        For sessions that cannot mirror live (file checkpointing excludes ``session_store``).
+        Wraps the SDK's ``import_session_to_store``; safe to call from sync code inside a running
+        event loop (it runs on its own thread and loop).
+        """
+        sid = validate_session_id(session_id)
+        from claude_agent_sdk import import_session_to_store
+
+        def run() -> None:
+            asyncio.run(import_session_to_store(sid, self, directory=directory))
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(run).result()
 
     def transcript_stats(self, session_id: str) -> tuple[int, int]:
         """``(entry_count, bytes)`` of a session's main transcript (bytes as JSONL on disk)."""

@@ -151,3 +151,13 @@ def set_transcript_bytes(db: Session, session_id: str, n: int) -> None:
     record.updated_at = utcnow()
     db.add(record)
     db.flush()
+
+
+def set_project_key(db: Session, session_id: str, project_key: str) -> SessionRecord:
+    """Record the project key a session's transcript now lives under (see store.relocate)."""
+    record = get_session(db, session_id)
+    record.project_key = project_key
+    record.updated_at = utcnow()
+    db.add(record)
+    db.flush()
+    return record

@@ -19,6 +19,7 @@ from .codec import EncodedEntry, EntryCodec
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .engine import READ_ONLY
+from .errors import StorageError
 from .models import SessionRecord, TranscriptEntry, TranscriptKey
 
 keys_t: sa.Table = TranscriptKey.__table__  # type: ignore[assignment]
@@ -259,3 +260,38 @@ def key_stats(engine: sa.Engine, key: StoreKey) -> tuple[int, int] | None:
             sa.select(keys_t.c.entry_count, keys_t.c.total_bytes).where(_key_filter(key))
         ).first()
     return None if row is None else (int(row.entry_count), int(row.total_bytes))
+
+
+def relocate_session(engine: sa.Engine, session_id: str, to_project_key: str) -> bool:
+    """Move a session's transcripts (main and subkeys) under ``to_project_key``, in one transaction.
+
+    Returns False when there is nothing to move (no transcript, or already there). Refuses (and
+    changes nothing) when the target already holds a transcript of this session, or when copies
+    live under several other project keys: merging two histories has no right answer.
+    """
+    with engine.begin() as conn:
+        rows = conn.execute(
+            sa.select(keys_t.c.id, keys_t.c.project_key, keys_t.c.subpath)
+            .where(keys_t.c.session_id == session_id)
+            .with_for_update()
+        ).all()
+        sources = {r.project_key for r in rows if r.project_key != to_project_key}
+        if not sources:
+            return False
+        if len(sources) > 1 or any(r.project_key == to_project_key for r in rows):
+            homes = sorted({r.project_key for r in rows})
+            raise StorageError(
+                f"session {session_id!r} has transcripts under several project keys {homes}; "
+                f"refusing to merge them into {to_project_key!r}"
+            )
+        conn.execute(
+            sa.update(keys_t)
+            .where(keys_t.c.session_id == session_id)
+            .values(project_key=to_project_key, mtime_ms=_now_ms(), updated_at=utcnow())
+        )
+        conn.execute(
+            sa.update(sessions_t)
+            .where(sessions_t.c.id == session_id)
+            .values(project_key=to_project_key, updated_at=utcnow())
+        )
+        return True

@@ -148,3 +148,13 @@ def list_turns(db: Session, session_id: str) -> list[TurnRecord]:
         .order_by(TurnRecord.started_at, TurnRecord.id)  # type: ignore[arg-type]
     )
     return list(db.exec(query).all())
+
+
+def list_turns_for_flow_run(db: Session, flow_run_id: str) -> list[TurnRecord]:
+    """The turns one flow run sent (across all its sessions), oldest first."""
+    query = (
+        select(TurnRecord)
+        .where(TurnRecord.flow_run_id == str(flow_run_id))
+        .order_by(TurnRecord.started_at, TurnRecord.id)  # type: ignore[arg-type]
+    )
+    return list(db.exec(query).all())

@@ -85,6 +85,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("idempotency_key", name="uq_turns_idempotency_key"),
     )
     op.create_index("ix_turns_session_id_started_at", "turns", ["session_id", "started_at"])
+    op.create_index("ix_turns_flow_run_id", "turns", ["flow_run_id"])
 
     op.create_table(
         "checkpoints",
