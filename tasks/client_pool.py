@@ -414,6 +414,14 @@ class ClientPool:
         for entry in list(self._entries.values()):
             await self._drop(entry, "closed")
 
+    async def _shutdown(self) -> None:
+        await self._close_all()
+        reaper, self._reaper_task = self._reaper_task, None
+        if reaper is not None:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+
     async def discard(self, session_id: str) -> bool:
         """Close the warm client of ``session_id``, if any (e.g. after the session was rewound
         or archived elsewhere). True if one was closed."""
@@ -450,18 +458,13 @@ class ClientPool:
             return
         if threading.current_thread() is thread:
             raise RuntimeError("close() called on the pool's own loop thread; use `await aclose()`")
-        future = asyncio.run_coroutine_threadsafe(self._close_all(), loop)
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
         try:
             future.result(timeout=timeout_s)
         except (concurrent.futures.TimeoutError, Exception) as exc:
             logger.warning("%s: closing clients failed or timed out: %r", self.name, exc)
 
-        def stop() -> None:
-            for task in asyncio.all_tasks(loop):
-                task.cancel()
-            loop.stop()
-
-        loop.call_soon_threadsafe(stop)
+        loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=5)
         if not thread.is_alive():
             loop.close()

@@ -32,6 +32,7 @@ from tasks.errors import (
     AgentError,
     InvalidInput,
     MissingCredentials,
+    PermanentAgentError,
     TransientAgentError,
     classify_error,
     classify_result,
@@ -45,6 +46,8 @@ __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_messa
 
 #: Default upper bound of one turn, seconds (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``; 0 = none).
 DEFAULT_TURN_TIMEOUT_S = 1800.0
+#: Default bound on the CLI's acknowledgement of a prompt, seconds.
+DEFAULT_FIRST_MESSAGE_TIMEOUT_S = 60.0
 
 
 class TurnOutcome(BaseModel):
@@ -84,6 +87,27 @@ async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield message
 
 
+def first_message_timeout_s() -> float:
+    """How long the CLI may take to acknowledge a prompt (``CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S``,
+    default 60 s). The CLI answers every prompt it accepts with a ``system/init`` message
+    before it calls the model, so this bounds a silently dropped prompt, not the model."""
+    raw = os.environ.get("CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S")
+    try:
+        return float(raw) if raw else DEFAULT_FIRST_MESSAGE_TIMEOUT_S
+    except ValueError:
+        raise InvalidInput(
+            f"CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S must be seconds, got {raw!r}"
+        ) from None
+
+
+async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    if first is None:
+        return
+    yield first
+    async for item in rest:
+        yield item
+
+
 async def drive_turn(
     client: ClaudeSDKClient, message: dict[str, Any], *, cost_baseline: float = 0.0
 ) -> tuple[TurnOutcome, float]:
@@ -100,9 +124,23 @@ async def drive_turn(
     last_texts: list[str] = []
     model: str | None = None
     result: ResultMessage | None = None
+    first_wait = first_message_timeout_s()
     try:
         await client.query(_one(message))
-        async for msg in client.receive_response():
+        stream = client.receive_response().__aiter__()
+        try:
+            first = await asyncio.wait_for(stream.__anext__(), first_wait)
+        except asyncio.TimeoutError:
+            raise PermanentAgentError(
+                f"the CLI did not start a turn for prompt {message.get('uuid')} within "
+                f"{first_wait:g} s; it silently drops a prompt whose uuid the session already "
+                "holds, so send a new prompt_uuid",
+                kind="prompt_ignored",
+            ) from None
+        except StopAsyncIteration:
+            first = None
+        messages = _chain(first, stream)
+        async for msg in messages:
             if isinstance(msg, SystemMessage) and msg.subtype == "init":
                 init_session = msg.data.get("session_id") or init_session
             elif isinstance(msg, UserMessage):

@@ -171,3 +171,22 @@ async def test_the_api_key_never_leaks(standin, make_options, caplog, capfd) -> 
     texts += [out, errout]
     for text in texts:
         assert marker not in text
+
+
+async def test_a_reused_prompt_uuid_fails_fast_instead_of_hanging(
+    monkeypatch, make_options, pool
+) -> None:
+    """The CLI silently drops a prompt whose uuid the session already holds (no init, no
+    result); the runtime turns that into a permanent error within the acknowledgement bound."""
+    monkeypatch.setenv("CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S", "4")
+    prompt_uuid = str(uuid.uuid4())
+    first = await run_turn("one", make_options(), prompt_uuid=prompt_uuid)
+    for p in (None, pool):  # a fresh CLI resuming the session, and a warm one
+        if p is not None:
+            await run_turn("warm up", make_options(resume=first.session_id), pool=p)
+        with pytest.raises(PermanentAgentError) as info:
+            await run_turn(
+                "one again", make_options(resume=first.session_id), pool=p, prompt_uuid=prompt_uuid
+            )
+        assert info.value.kind == "prompt_ignored"
+    assert first.session_id not in pool
