@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psycopg
 import yaml
 
 from tests.conftest import POSTGRES_ADMIN_DSN, drop_postgres_database, make_postgres_database
@@ -200,9 +201,12 @@ def _stop_leftovers() -> None:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """PR_SET_PDEATHSIG: the child gets SIGTERM if the test process dies (even by SIGKILL)."""
+    """PR_SET_PDEATHSIG: the child is SIGKILLed if the test process dies (even by SIGKILL).
+
+    SIGKILL, not SIGTERM: a worker whose server is gone hangs on SIGTERM, retrying the API.
+    """
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class ManagedProcess:
@@ -340,6 +344,28 @@ def _last(text: str | None, lines: int = 60) -> str:
 # --------------------------------------------------------------------------------------
 
 
+_DB_PREFIX = "cs_e2e_prefect_p"
+
+
+def drop_orphaned_server_databases() -> list[str]:
+    """Drop server databases left by test processes that died (names carry the owner's pid);
+    databases of live processes, e.g. another engineer's test run, are kept."""
+    with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{_DB_PREFIX}%",)
+            )
+        ]
+    dropped = []
+    for name in names:
+        owner = name[len(_DB_PREFIX) :].split("_", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            drop_postgres_database(name)
+            dropped.append(name)
+    return dropped
+
+
 class PrefectServer:
     """``prefect server start`` on a fresh PostgreSQL database; a context manager.
 
@@ -403,7 +429,8 @@ class PrefectServer:
 
     def start(self) -> PrefectServer:
         started = time.monotonic()
-        self.db_name, _ = make_postgres_database(prefix="cs_e2e_prefect")
+        drop_orphaned_server_databases()
+        self.db_name, _ = make_postgres_database(prefix=f"{_DB_PREFIX}{os.getpid()}")
         env = isolated_env(
             self.workdir / "server-home",
             self.api_url,
