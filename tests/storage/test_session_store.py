@@ -171,7 +171,7 @@ async def test_database_work_runs_off_the_event_loop_thread(store, monkeypatch) 
 async def test_event_loop_stays_responsive_during_a_large_append(store) -> None:
     k = key()
     await store.load(k)  # engine and schema set up before timing
-    big = [entry(i, text="x" * 2000) for i in range(4000)]
+    big = [entry(i, text="x" * 2000) for i in range(10000)]
     gaps: list[float] = []
     done = asyncio.Event()
 
@@ -189,9 +189,10 @@ async def test_event_loop_stays_responsive_during_a_large_append(store) -> None:
     elapsed = time.perf_counter() - started
     done.set()
     await tick
-    assert elapsed > 0.1  # the append really took a while...
+    # Run on the loop thread, the append would show as one gap as long as the append itself.
+    assert elapsed > 0.1, elapsed  # the append really took a while...
     assert len(gaps) > 10  # ...and the loop kept ticking through it
-    assert max(gaps) < max(0.1, elapsed / 3)
+    assert max(gaps) < elapsed / 2, (max(gaps), elapsed)
 
 
 async def test_subagent_transcripts_do_not_touch_the_main_summary_or_size(store) -> None:
