@@ -1,0 +1,55 @@
+"""Durable Claude Agent SDK sessions as Prefect tasks.
+
+```python
+from tasks import AgentProfile, init_session, resume_session, fork_session, handoff_session
+turn = init_session("Customer: database down!", agent=AgentProfile(name="triage", system_prompt="..."))
+```
+
+Names are imported on first use, so light submodules (the stand-in model, the runtime) do not
+pay for importing Prefect and the store.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AgentProfile": ".profile",
+    "Checkpoint": ".results",
+    "Decision": ".results",
+    "SessionTurn": ".results",
+    "checkpoint_session": ".session_tasks",
+    "fork_session": ".session_tasks",
+    "get_service": ".session_tasks",
+    "handoff_session": ".session_tasks",
+    "init_session": ".session_tasks",
+    "record_decision": ".session_tasks",
+    "resume_session": ".session_tasks",
+    "rewind_session": ".session_tasks",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .profile import AgentProfile
+    from .results import Checkpoint, Decision, SessionTurn
+    from .session_tasks import (
+        checkpoint_session,
+        fork_session,
+        get_service,
+        handoff_session,
+        init_session,
+        record_decision,
+        resume_session,
+        rewind_session,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -52,10 +52,11 @@ def session_id_for(key: str) -> str:
     return str(uuid.uuid5(NAMESPACE, f"session:{key}"))
 
 
-def prompt_uuid_for(key: str) -> str:
-    """Deterministic transcript uuid for the prompt of a keyed turn (the CLI keeps it verbatim),
-    so a crashed turn's prompt and answer can be found in the stored transcript."""
-    return str(uuid.uuid5(NAMESPACE, f"prompt:{key}"))
+def prompt_uuid_for(key: str, attempt: int = 0) -> str:
+    """Deterministic transcript uuid for attempt ``attempt`` of a keyed turn's prompt (the CLI
+    keeps it verbatim), so a crashed turn's prompt and answer can be found in the stored transcript."""
+    suffix = "" if attempt == 0 else f":{attempt}"
+    return str(uuid.uuid5(NAMESPACE, f"prompt:{key}{suffix}"))
 
 
 def record_id_for(kind: str, key: str) -> str:

@@ -19,7 +19,9 @@ class SessionTurn(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    session_id: str = Field(description="The session this turn belongs to (new for init/fork/handoff).")
+    session_id: str = Field(
+        description="The session this turn belongs to (new for init/fork/handoff)."
+    )
     parent_id: str | None = Field(None, description="The session this one was born from, if any.")
     operation: Operation
     agent: str = Field(description="Name of the agent profile that answered.")
@@ -28,10 +30,16 @@ class SessionTurn(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
     duration_ms: int = 0
     num_turns: int = 0
-    turn_key: str = Field(description="Idempotency key of this turn: the same key is never sent twice.")
+    turn_key: str = Field(
+        description="Idempotency key of this turn: the same key is never sent twice."
+    )
     prompt_uuid: str | None = Field(None, description="Transcript uuid of this turn's prompt.")
-    assistant_uuid: str | None = Field(None, description="Transcript uuid of the answer: the conversation point after this turn.")
-    replayed: bool = Field(False, description="True when the answer came from the store, not from the model.")
+    assistant_uuid: str | None = Field(
+        None, description="Transcript uuid of the answer: the conversation point after this turn."
+    )
+    replayed: bool = Field(
+        False, description="True when the answer came from the store, not from the model."
+    )
 
 
 class Checkpoint(BaseModel):
@@ -58,4 +66,6 @@ class Decision(BaseModel):
     payload: dict[str, Any]
     flow_run_id: str | None = None
     created_at: datetime
-    created: bool = Field(True, description="False when an identical earlier record was returned instead.")
+    created: bool = Field(
+        True, description="False when an identical earlier record was returned instead."
+    )

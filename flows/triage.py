@@ -1,0 +1,154 @@
+"""The e-mail triage digital employee: one long-lived session per team, resumed run after run.
+
+Each e-mail is one turn keyed by its message id, so a scheduled run that sees an e-mail again
+(or a re-run after a crash) neither asks the model twice nor records the decision twice. Billing
+and technical cases are handed to a specialist who gets the whole conversation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from pydantic import BaseModel, Field
+
+from storage import SessionStatus, open_db, sessions
+from tasks import SessionTurn, handoff_session, init_session, record_decision, resume_session
+from tasks.session_tasks import get_service
+
+from .profiles import SPECIALIST_FOR_CATEGORY, get_profile, team_profile
+
+SAMPLE_INBOX = Path(__file__).parent / "data" / "sample_inbox.json"
+CATEGORIES = ("technical", "billing", "account", "sales", "general")
+
+
+class Email(BaseModel):
+    """One e-mail of an inbox; ``id`` is its stable message id (the idempotency key)."""
+
+    id: str = Field(min_length=1, max_length=200)
+    sender: str = ""
+    subject: str = ""
+    body: str = Field(min_length=1)
+
+    def as_prompt(self) -> str:
+        return f"From: {self.sender}\nSubject: {self.subject}\n\n{self.body}"
+
+
+class TriageResult(BaseModel):
+    """What the triage agent decided for one e-mail."""
+
+    email_id: str
+    category: str
+    priority: str
+    summary: str
+    reply: str
+    session_id: str
+    specialist_session_id: str | None = None
+    specialist_answer: str | None = None
+
+
+def load_inbox(path: str | Path | None = None) -> list[Email]:
+    """The e-mails in a JSON file (a list of objects with id, sender, subject, body)."""
+    source = Path(path) if path else SAMPLE_INBOX
+    try:
+        raw = json.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"inbox file {source} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"inbox file {source} is not valid JSON: {exc}") from None
+    if not isinstance(raw, list):
+        raise ValueError(f"inbox file {source} must hold a JSON list of e-mails")
+    return [Email.model_validate(item) for item in raw]
+
+
+def parse_triage(text: str) -> dict[str, str]:
+    """The triage agent's JSON answer; an answer that is not JSON is kept as the summary."""
+    try:
+        start, end = text.index("{"), text.rindex("}") + 1
+        data = json.loads(text[start:end])
+    except ValueError:
+        data = {}
+    category = str(data.get("category", "general")).lower()
+    return {
+        "category": category if category in CATEGORIES else "general",
+        "priority": str(data.get("priority", "P3")),
+        "summary": str(data.get("summary", text[:200])),
+        "reply": str(data.get("reply", "")),
+    }
+
+
+def team_session_id(team: str) -> str | None:
+    """The team's long-lived triage session: the newest active one of its profile."""
+    with open_db(get_service().store.engine) as db:
+        found = sessions.list_sessions(
+            db, agent_name=team_profile(team).name, status=SessionStatus.active, limit=1
+        )
+        return found[0].id if found else None
+
+
+@flow(name="email-triage", log_prints=True)
+def email_triage(
+    team: str = "support",
+    inbox_path: str | None = None,
+    emails: list[Email] | None = None,
+    hand_off: bool = True,
+) -> list[TriageResult]:
+    """Triage an inbox in the team's long-lived session: categorise, prioritise, draft a reply,
+    record each decision and hand technical or billing cases to a specialist."""
+    logger = get_run_logger()
+    if not team or not team.replace("-", "").isalnum():
+        raise ValueError(f"team must be letters, digits and dashes, got {team!r}")
+    inbox = emails if emails is not None else load_inbox(inbox_path)
+    profile = team_profile(team)
+    progress = create_progress_artifact(
+        progress=0.0, key=f"triage-progress-{team}", description=f"Triage of {len(inbox)} e-mails"
+    )
+    session: SessionTurn | str | None = team_session_id(team)
+    logger.info("team %s: %s", team, f"resuming session {session}" if session else "new session")
+    results: list[TriageResult] = []
+    for index, email in enumerate(inbox, start=1):
+        key = f"triage:{team}:{email.id}"
+        if session is None:
+            turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key)
+        else:
+            turn = resume_session(session, email.as_prompt(), idempotency_key=key)
+        session = turn
+        verdict = parse_triage(turn.text)
+        record_decision(turn, "triage", {"email_id": email.id, **verdict}, idempotency_key=key)
+        result = TriageResult(email_id=email.id, session_id=turn.session_id, **verdict)
+        specialist = SPECIALIST_FOR_CATEGORY.get(verdict["category"])
+        if hand_off and specialist:
+            handed = handoff_session(
+                turn,
+                f"Please take over e-mail {email.id} ({verdict['summary']}) and answer the customer.",
+                to=get_profile(specialist),
+                idempotency_key=key,
+            )
+            result.specialist_session_id = handed.session_id
+            result.specialist_answer = handed.text
+        results.append(result)
+        update_progress_artifact(progress, progress=100.0 * index / len(inbox))
+    create_table_artifact(
+        key=f"triage-results-{team}",
+        table=[_row(r) for r in results],
+        description=f"Triage of {len(results)} e-mails for team {team}",
+    )
+    return results
+
+
+def _row(result: TriageResult) -> dict[str, Any]:
+    return {
+        "e-mail": result.email_id,
+        "category": result.category,
+        "priority": result.priority,
+        "summary": result.summary,
+        "session": result.session_id[:8],
+        "specialist session": (result.specialist_session_id or "")[:8],
+    }
