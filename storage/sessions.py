@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -77,18 +78,24 @@ def list_sessions(
     *,
     agent_name: str | None = None,
     status: SessionStatus | str | None = None,
-    limit: int = 100,
+    updated_before: datetime | None = None,
+    limit: int | None = 100,
 ) -> list[SessionRecord]:
-    """Sessions, newest first, optionally of one agent and/or one status."""
+    """Sessions, newest first, optionally of one agent, one status and/or last updated before
+    ``updated_before`` (retention: sessions idle since then); ``limit=None`` returns them all."""
     query = select(SessionRecord)
     if agent_name is not None:
         query = query.where(SessionRecord.agent_name == agent_name)
     if status is not None:
         query = query.where(SessionRecord.status == SessionStatus(status))
+    if updated_before is not None:
+        query = query.where(SessionRecord.updated_at < updated_before)
     query = query.order_by(
         sa.desc(SessionRecord.created_at),  # type: ignore[arg-type]
         sa.desc(SessionRecord.id),  # type: ignore[arg-type]
-    ).limit(limit)
+    )
+    if limit is not None:
+        query = query.limit(limit)
     return list(db.exec(query).all())
 
 

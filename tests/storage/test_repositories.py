@@ -298,3 +298,19 @@ def test_racing_claims_have_exactly_one_winner(database_url) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == [False] * 5 + [True]
+
+
+def test_list_sessions_updated_before_and_unlimited(database_url) -> None:
+    idle = make_session(database_url)
+    busy = make_session(database_url)
+    past = datetime.now(timezone.utc) - timedelta(days=40)
+    with open_db(database_url) as db:
+        record = sessions.get_session(db, idle)
+        record.updated_at = past
+        db.add(record)
+    cutoff = datetime.now(timezone.utc) - timedelta(days=30)
+    with open_db(database_url) as db:
+        assert [s.id for s in sessions.list_sessions(db, updated_before=cutoff)] == [idle]
+        everything = {s.id for s in sessions.list_sessions(db, limit=None)}
+        assert {idle, busy} <= everything
+        assert len(sessions.list_sessions(db, limit=1)) == 1
