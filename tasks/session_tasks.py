@@ -8,10 +8,11 @@ per-flow-run lineage artifact.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
-from prefect import Task, task
+from prefect import Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as runtime_task_run
 from prefect.tasks import exponential_backoff
@@ -73,15 +74,67 @@ def _run_name(operation: str) -> Any:
     def name() -> str:
         params = runtime_task_run.parameters
         ref = params.get("session") or params.get("checkpoint")
+        agent = _agent_of(params.get("to")) or _agent_of(params.get("agent")) or _agent_of(ref)
+        suffix = f" [{agent}]" if agent else ""
         if ref is not None:
             try:
-                return f"{operation} {_session_id(ref)[:8]}"
+                return f"{operation} {_session_id(ref)[:8]}{suffix}"
             except TypeError:
                 return operation
-        agent = params.get("agent")
-        return f"{operation} [{agent.name}]" if isinstance(agent, AgentProfile) else operation
+        return f"{operation}{suffix}"
 
     return name
+
+
+def _agent_of(value: Any) -> str | None:
+    if isinstance(value, AgentProfile):
+        return value.name
+    if isinstance(value, SessionTurn):
+        return value.agent
+    inner = getattr(value, "value", None)  # prefect.unmapped(...) / quote(...)
+    if inner is not None and inner is not value:
+        return _agent_of(inner)
+    return None
+
+
+class SessionTask(Task[Any, Any]):
+    """A Prefect task that tags its runs with the agent profile it works for (``agent:<name>``),
+    taken from the ``agent``/``to`` profile or the input `SessionTurn`, so runs can be filtered
+    by agent in the dashboard."""
+
+    def _agent_tags(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[str]:
+        try:
+            bound = inspect.signature(self.fn).bind_partial(*args, **kwargs)
+        except TypeError:
+            return []  # Prefect reports the bad call itself
+        for name in ("to", "agent", "session"):
+            agent = _agent_of(bound.arguments.get(name))
+            if agent:
+                return [f"agent:{agent}"]
+        return []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with tags(*self._agent_tags(args, kwargs)):
+            return super().__call__(*args, **kwargs)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        with tags(*self._agent_tags(args, kwargs)):
+            return super().submit(*args, **kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        with tags(*self._agent_tags(args, kwargs)):
+            return super().map(*args, **kwargs)
+
+
+def session_task(operation: str) -> Any:
+    """Decorator: a `SessionTask` with the shared retry, result and naming settings."""
+
+    def wrap(fn: Any) -> Any:
+        return SessionTask(
+            fn=fn, task_run_name=_run_name(operation), tags=["claude-session"], **_TASK_DEFAULTS
+        )
+
+    return wrap
 
 
 _TASK_DEFAULTS: dict[str, Any] = {
@@ -103,7 +156,7 @@ def _after(service: SessionService) -> None:
         publish_flow_run_report(service.store.engine, ctx.flow_run_id)
 
 
-@task(task_run_name=_run_name("init"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("init")
 def init_session(
     prompt: str,
     agent: AgentProfile,
@@ -121,7 +174,7 @@ def init_session(
     return result
 
 
-@task(task_run_name=_run_name("resume"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("resume")
 def resume_session(
     session: SessionRef,
     prompt: str,
@@ -142,7 +195,7 @@ def resume_session(
     return result
 
 
-@task(task_run_name=_run_name("fork"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("fork")
 def fork_session(
     session: SessionRef,
     prompt: str,
@@ -165,7 +218,7 @@ def fork_session(
     return result
 
 
-@task(task_run_name=_run_name("handoff"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("handoff")
 def handoff_session(
     session: SessionRef,
     prompt: str,
@@ -188,7 +241,7 @@ def handoff_session(
     return result
 
 
-@task(task_run_name=_run_name("checkpoint"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("checkpoint")
 def checkpoint_session(
     session: SessionRef,
     label: str,
@@ -208,7 +261,7 @@ def checkpoint_session(
     return result
 
 
-@task(task_run_name=_run_name("rewind"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("rewind")
 def rewind_session(
     checkpoint: Checkpoint | str,
     prompt: str | None = None,
@@ -230,7 +283,7 @@ def rewind_session(
     return result
 
 
-@task(task_run_name=_run_name("decision"), tags=["claude-session"], **_TASK_DEFAULTS)
+@session_task("decision")
 def record_decision(
     session: SessionRef,
     key: str,
