@@ -29,7 +29,20 @@ _EXPORTS = {
     "rewind_session": ".session_tasks",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AgentProfile",
+    "Checkpoint",
+    "Decision",
+    "SessionTurn",
+    "checkpoint_session",
+    "fork_session",
+    "get_service",
+    "handoff_session",
+    "init_session",
+    "record_decision",
+    "resume_session",
+    "rewind_session",
+]
 
 if TYPE_CHECKING:
     from .profile import AgentProfile
