@@ -158,3 +158,16 @@ def list_turns_for_flow_run(db: Session, flow_run_id: str) -> list[TurnRecord]:
         .order_by(TurnRecord.started_at, TurnRecord.id)  # type: ignore[arg-type]
     )
     return list(db.exec(query).all())
+
+
+def latest_completed_turn(db: Session, session_id: str) -> TurnRecord | None:
+    """The session's newest completed turn: where its conversation stands (one indexed row,
+    however long the session)."""
+    sid = validate_session_id(session_id)
+    query = (
+        select(TurnRecord)
+        .where(TurnRecord.session_id == sid, TurnRecord.status == TurnStatus.completed)
+        .order_by(TurnRecord.started_at.desc(), TurnRecord.id.desc())  # type: ignore[attr-defined]
+        .limit(1)
+    )
+    return db.exec(query).first()

@@ -15,6 +15,7 @@ The Prefect tasks in `tasks.session_tasks` are thin wrappers over this class.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -27,7 +28,6 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions, project_key_for_directory
 
 from storage import (
-    CheckpointNotFound,
     SessionBusy,
     SessionNotFound,
     SessionOrigin,
@@ -50,6 +50,7 @@ from .credentials import resolve_credentials
 from .errors import AgentError, InvalidInput, PermanentAgentError
 from .idempotency import digest, prompt_uuid_for, session_id_for, turn_key
 from .profile import AgentProfile
+from .redaction import redact_payload
 from .results import Checkpoint, Decision, Operation, SessionTurn
 from .runtime import TurnOutcome, run_turn_sync
 
@@ -374,8 +375,6 @@ class SessionService:
         if not isinstance(payload, dict):
             raise InvalidInput(f"decision payload must be a dict, got {type(payload).__name__}")
         self._session(session_id)
-        from .redaction import redact_payload
-
         clean = redact_payload(payload)
         record_key = turn_key(
             "decision",
@@ -424,9 +423,7 @@ class SessionService:
                         id=plan.target_id,
                         project_key=self._project_key(plan.profile),
                         agent_name=plan.profile.name,
-                        origin=SessionOrigin(plan.operation)
-                        if plan.operation != "rewind"
-                        else SessionOrigin.rewind,
+                        origin=SessionOrigin(plan.operation),
                         parent_id=plan.parent_id,
                         fork_point=plan.fork_point,
                         cwd=self._cwd(plan.profile),
@@ -678,16 +675,14 @@ class SessionService:
 
     def _last_point(self, session_id: str) -> str | None:
         with open_db(self.store.engine) as db:
-            for row in reversed(turns.list_turns(db, session_id)):
-                if row.status == TurnStatus.completed and row.assistant_uuid:
-                    return row.assistant_uuid
+            latest = turns.latest_completed_turn(db, session_id)
+            if latest is not None and latest.assistant_uuid:
+                return latest.assistant_uuid
         return transcript.last_assistant_uuid(self._stored_entries(session_id))
 
     def _last_prompt_uuid(self, db: Any, session_id: str) -> str | None:
-        for row in reversed(turns.list_turns(db, session_id)):
-            if row.status == TurnStatus.completed:
-                return row.user_message_uuid
-        return None
+        latest = turns.latest_completed_turn(db, session_id)
+        return latest.user_message_uuid if latest is not None else None
 
     def _options(self, profile: AgentProfile, overrides: dict[str, Any]) -> ClaudeAgentOptions:
         env = resolve_credentials(self.credentials_block)
@@ -789,9 +784,4 @@ def _checkpoint_result(row: Any) -> Checkpoint:
 
 
 def _stable_json(value: Any) -> str:
-    import json
-
     return json.dumps(value, sort_keys=True, default=str)
-
-
-_CheckpointNotFound = CheckpointNotFound  # re-exported for callers catching it from here

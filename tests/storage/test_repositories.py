@@ -314,3 +314,29 @@ def test_list_sessions_updated_before_and_unlimited(database_url) -> None:
         everything = {s.id for s in sessions.list_sessions(db, limit=None)}
         assert {idle, busy} <= everything
         assert len(sessions.list_sessions(db, limit=1)) == 1
+
+
+def test_latest_completed_turn_skips_pending_and_failed(database_url) -> None:
+    sid = make_session(database_url)
+    with open_db(database_url) as db:
+        assert turns.latest_completed_turn(db, sid) is None
+        for key in ("a", "b", "c", "d"):
+            turns.begin_turn(
+                db, idempotency_key=key, session_id=sid, operation="resume", prompt_digest=key
+            )
+        for key in ("a", "b"):
+            turns.complete_turn(
+                db,
+                key,
+                session_id=sid,
+                result_text=key,
+                cost_usd=0.0,
+                usage={},
+                duration_ms=1,
+                num_turns=1,
+                assistant_uuid=f"as-{key}",
+            )
+        turns.fail_turn(db, "c", error="boom")
+    with open_db(database_url) as db:
+        latest = turns.latest_completed_turn(db, sid)
+        assert latest is not None and latest.assistant_uuid == "as-b"
