@@ -275,10 +275,19 @@ def prefect_server(tmp: Path) -> Iterator[str]:
         PrefectServer(tmp / "prefect-server") as server,
         temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_HOME: home}),
     ):
+        # Plain threads (no copied contextvars) read the environment, not temporary_settings:
+        # without these they would start an ephemeral server of their own (~14 s seen).
+        saved = {k: os.environ.get(k) for k in ("PREFECT_API_URL", "PREFECT_HOME")}
+        os.environ.update({"PREFECT_API_URL": server.api_url, "PREFECT_HOME": str(home)})
         try:
             yield server.api_url
         finally:
             _flush_prefect_clients()
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
 
 def _flush_prefect_clients() -> None:
