@@ -16,10 +16,10 @@ Remember earlier e-mails of this inbox: repeated reports raise the priority."""
 
 SPECIALIST_PROMPTS = {
     "technical": """You are the technical support specialist.
-You take over cases the triage agent hands you, diagnose the fault from the conversation so far
+You take over cases the first-line agent hands you, diagnose the fault from the conversation so far
 and answer the customer with concrete next steps.""",
     "billing": """You are the billing specialist.
-You take over invoice, charge and refund cases from the triage agent, check what the customer
+You take over invoice, charge and refund cases from the first-line agent, check what the customer
 was charged and settle the case with a clear answer.""",
 }
 

@@ -8,6 +8,7 @@ and technical cases are handed to a specialist who gets the whole conversation.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from storage import SessionStatus, open_db, sessions
+from storage import SessionOrigin, SessionStatus, decisions, open_db, sessions
 from tasks import SessionTurn, handoff_session, init_session, record_decision, resume_session
 from tasks.session_tasks import get_service
 
@@ -52,6 +53,7 @@ class TriageResult(BaseModel):
     session_id: str
     specialist_session_id: str | None = None
     specialist_answer: str | None = None
+    already_triaged: bool = False
 
 
 def load_inbox(path: str | Path | None = None) -> list[Email]:
@@ -85,12 +87,35 @@ def parse_triage(text: str) -> dict[str, str]:
 
 
 def team_session_id(team: str) -> str | None:
-    """The team's long-lived triage session: the newest active one of its profile."""
+    """The team's long-lived triage session: the newest active one of its profile that began
+    the conversation or continues it after a compaction (an operator's fork of it is not it)."""
     with open_db(get_service().store.engine) as db:
         found = sessions.list_sessions(
-            db, agent_name=team_profile(team).name, status=SessionStatus.active, limit=1
+            db, agent_name=team_profile(team).name, status=SessionStatus.active, limit=50
         )
-        return found[0].id if found else None
+        main = [s for s in found if s.origin in (SessionOrigin.init, SessionOrigin.compaction)]
+        return main[0].id if main else None
+
+
+def triaged_emails(session_id: str | None) -> dict[str, dict[str, Any]]:
+    """E-mails already triaged in this session or the sessions it was compacted from:
+    ``{email_id: {"triage": payload, "session_id": ..., "handoff": payload | None}}``."""
+    if session_id is None:
+        return {}
+    done: dict[str, dict[str, Any]] = {}
+    with open_db(get_service().store.engine) as db:
+        chain = [session_id, *(r.id for r in sessions.ancestors(db, session_id))]
+        for sid in chain:
+            for row in decisions.list_decisions(db, session_id=sid):
+                email_id = (row.payload or {}).get("email_id")
+                if not email_id:
+                    continue
+                entry = done.setdefault(email_id, {"handoff": None})
+                if row.key == "triage":
+                    entry.update(triage=row.payload, session_id=row.session_id)
+                elif row.key == "handoff":
+                    entry["handoff"] = row.payload
+    return {k: v for k, v in done.items() if "triage" in v}
 
 
 @flow(name="email-triage", log_prints=True)
@@ -103,27 +128,46 @@ def email_triage(
     """Triage an inbox in the team's long-lived session: categorise, prioritise, draft a reply,
     record each decision and hand technical or billing cases to a specialist."""
     logger = get_run_logger()
-    if not team or not team.replace("-", "").isalnum():
-        raise ValueError(f"team must be letters, digits and dashes, got {team!r}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", team or ""):
+        raise ValueError(f"team must be lower-case letters, digits and dashes, got {team!r}")
     inbox = emails if emails is not None else load_inbox(inbox_path)
     profile = team_profile(team)
     progress = create_progress_artifact(
         progress=0.0, key=f"triage-progress-{team}", description=f"Triage of {len(inbox)} e-mails"
     )
-    session: SessionTurn | str | None = team_session_id(team)
-    logger.info("team %s: %s", team, f"resuming session {session}" if session else "new session")
+    session_id = team_session_id(team)
+    logger.info(
+        "team %s: %s", team, f"resuming session {session_id}" if session_id else "new session"
+    )
+    # An e-mail seen in an earlier run (a scheduled run that sees it again, or a re-run after a
+    # crash) is reported from its recorded decision: no model call, no second decision.
+    done = triaged_emails(session_id)
+    last: SessionTurn | None = None
     results: list[TriageResult] = []
     for index, email in enumerate(inbox, start=1):
         key = f"triage:{team}:{email.id}"
-        if session is None:
+        if email.id in done:
+            results.append(_from_record(email.id, done[email.id]))
+            update_progress_artifact(progress, progress=100.0 * index / len(inbox))
+            continue
+        if session_id is None:
             turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key)
         else:
-            turn = resume_session(session, email.as_prompt(), idempotency_key=key)
-        session = turn
+            # By id, not by the previous turn: the turn key then depends only on the session
+            # and the e-mail, so a re-run in a later flow run finds it (wait_for keeps the edge
+            # in the run graph).
+            turn = resume_session(
+                session_id,
+                email.as_prompt(),
+                idempotency_key=key,
+                wait_for=[last] if last else None,
+            )
+        last, session_id = turn, turn.session_id
         verdict = parse_triage(turn.text)
         record_decision(turn, "triage", {"email_id": email.id, **verdict}, idempotency_key=key)
         result = TriageResult(email_id=email.id, session_id=turn.session_id, **verdict)
         specialist = SPECIALIST_FOR_CATEGORY.get(verdict["category"])
+        handoff_record = None
         if hand_off and specialist:
             handed = handoff_session(
                 turn,
@@ -131,8 +175,19 @@ def email_triage(
                 to=get_profile(specialist),
                 idempotency_key=key,
             )
+            handoff_record = {
+                "email_id": email.id,
+                "specialist": specialist,
+                "session_id": handed.session_id,
+            }
+            record_decision(turn, "handoff", handoff_record, idempotency_key=key)
             result.specialist_session_id = handed.session_id
             result.specialist_answer = handed.text
+        done[email.id] = {
+            "triage": verdict,
+            "session_id": turn.session_id,
+            "handoff": handoff_record,
+        }
         results.append(result)
         update_progress_artifact(progress, progress=100.0 * index / len(inbox))
     create_table_artifact(
@@ -143,6 +198,21 @@ def email_triage(
     return results
 
 
+def _from_record(email_id: str, record: dict[str, Any]) -> TriageResult:
+    verdict = record["triage"]
+    handoff = record.get("handoff") or {}
+    return TriageResult(
+        email_id=email_id,
+        category=str(verdict.get("category", "general")),
+        priority=str(verdict.get("priority", "")),
+        summary=str(verdict.get("summary", "")),
+        reply=str(verdict.get("reply", "")),
+        session_id=record["session_id"],
+        specialist_session_id=handoff.get("session_id"),
+        already_triaged=True,
+    )
+
+
 def _row(result: TriageResult) -> dict[str, Any]:
     return {
         "e-mail": result.email_id,
@@ -151,4 +221,5 @@ def _row(result: TriageResult) -> dict[str, Any]:
         "summary": result.summary,
         "session": result.session_id[:8],
         "specialist session": (result.specialist_session_id or "")[:8],
+        "new": "" if result.already_triaged else "yes",
     }

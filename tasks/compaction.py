@@ -1,0 +1,126 @@
+"""Compaction: carry a long session's conversation, as a summary, into a fresh session.
+
+A session's transcript grows with every turn (tool listings and request blobs make even one
+turn ~120 KB), and every resume sends the whole history again. Compaction starts a new session
+with the same agent whose first prompt is a summary of the old conversation; lineage records it
+(origin ``compaction``, parent = the old session) and the old session is archived.
+
+`compact` is idempotent per (session, conversation point): the turn is keyed by the old session
+and its latest answer, so a retried or re-run maintenance flow that finds the same session in
+the same state gets the same child session back without asking the model again.
+"""
+
+from __future__ import annotations
+
+from storage import SessionStatus, TurnStatus, open_db, sessions, turns
+
+from . import transcript
+from .context import RunContext
+from .errors import InvalidInput
+from .idempotency import digest, session_id_for, turn_key
+from .results import SessionTurn
+from .service import SessionService, _Plan, agent_fingerprint, validate_prompt
+
+SUMMARY_REQUEST = (
+    "Summarise our conversation so far for a colleague who will continue it without seeing it: "
+    "the facts, the decisions taken, the open questions and anything you promised. Be concise."
+)
+
+
+def compaction_prompt(summary: str, parent_id: str) -> str:
+    """The first prompt of the compacted session: the summary, framed as the earlier history."""
+    return (
+        f"This conversation continues an earlier session ({parent_id}) that was compacted to "
+        "save space. Here is a summary of everything that happened in it; treat it as the "
+        "history of this conversation and continue from there.\n\n"
+        f"{summary.strip()}\n\n---\n\nAcknowledge briefly that you have the context."
+    )
+
+
+def stored_brief(service: SessionService, session_id: str, *, max_chars: int = 12_000) -> str:
+    """A plain-text account of a session's stored conversation (no model call)."""
+    entries = service.store.entries(session_id)
+    return transcript.conversation_brief(entries, max_chars=max_chars)
+
+
+def conversation_point(service: SessionService, session_id: str) -> str | None:
+    """The session's latest answer, not counting trailing answers to `SUMMARY_REQUEST`: asking
+    the agent for a summary does not move the point being compacted (so a retry after the
+    summary turn computes the same compaction key)."""
+    summary_digest = digest(SUMMARY_REQUEST)
+    with open_db(service.store.engine) as db:
+        for row in reversed(turns.list_turns(db, session_id)):
+            if row.status != TurnStatus.completed:
+                continue
+            if row.operation == "resume" and row.prompt_digest == summary_digest:
+                continue
+            if row.assistant_uuid:
+                return row.assistant_uuid
+    return service._last_point(session_id)
+
+
+def compaction_key(service: SessionService, session_id: str) -> str:
+    """The idempotency key of compacting ``session_id`` at its current conversation point."""
+    return f"compaction:{session_id}@{conversation_point(service, session_id) or ''}"
+
+
+def compact(
+    service: SessionService,
+    session_id: str,
+    summary: str | None = None,
+    *,
+    ctx: RunContext,
+    idempotency_key: str | None = None,
+    archive: bool = True,
+) -> SessionTurn:
+    """Start a fresh session carrying a summary of ``session_id``; archive the old one.
+
+    The new session has the old one's agent profile, origin ``compaction`` and the old session
+    as parent; the summary is its first prompt (one model turn). ``summary`` defaults to
+    `stored_brief` (no model call), read while the old session is claimed so no turn can slip
+    in between the summary and the archiving. ``idempotency_key`` defaults to the old session
+    and its current conversation point (see `compaction_key`). Compacting a session that is no
+    longer active (and was not compacted under this key) raises `InvalidInput`.
+    """
+    if summary is not None and (not isinstance(summary, str) or not summary.strip()):
+        raise InvalidInput(f"the summary of session {session_id} is empty; not compacting it")
+    record = service._session(session_id)
+    profile = service._profile_of(record)
+    with service._claimed(session_id, ctx):
+        key = turn_key(
+            "compaction",
+            scope=service._scope(ctx, idempotency_key or compaction_key(service, session_id)),
+            source=session_id,
+            prompt="compaction",
+            agent=agent_fingerprint(profile),
+        )
+        if service._completed(key) is None:
+            status = service._session(session_id).status
+            if status != SessionStatus.active:
+                raise InvalidInput(
+                    f"session {session_id} is {status.value}; only active sessions are compacted"
+                )
+            if summary is None:
+                summary = stored_brief(service, session_id)
+            if not summary.strip():
+                raise InvalidInput(f"session {session_id} has no conversation to summarise")
+        target = session_id_for(key)
+        result = service._turn(
+            _Plan(
+                "compaction",
+                key,
+                target,
+                validate_prompt(compaction_prompt(summary or "(replayed)", session_id)),
+                profile,
+                {"session_id": target},
+                parent_id=session_id,
+                fork_point=service._last_point(session_id),
+                new_session=True,
+            ),
+            ctx,
+        )
+        if archive:
+            with open_db(service.store.engine) as db:
+                if sessions.get_session(db, session_id).status == SessionStatus.active:
+                    sessions.set_status(db, session_id, SessionStatus.archived)
+    return result
