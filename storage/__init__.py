@@ -1,11 +1,13 @@
 """The SQLModel store: SDK transcripts any worker can resume, plus lineage, turns, checkpoints
 and decisions. See docs/CONTRACTS.md ("storage/") for the contract other packages rely on."""
 
-from . import checkpoints, claims, decisions, sessions, turns
+from . import checkpoints, claims, decisions, encryption, rotation, sessions, turns
 from .config import database_url
+from .encryption import EncryptionError, generate_key
 from .engine import dispose_engines, get_engine, open_db
 from .errors import (
     CheckpointNotFound,
+    CorruptEntry,
     DatabaseReadOnly,
     DatabaseUnavailable,
     InvalidEntry,
@@ -24,16 +26,20 @@ from .models import (
     TurnRecord,
     TurnStatus,
 )
+from .rotation import RotationReport, reencrypt_all
 from .session_store import SQLModelSessionStore
 
 __all__ = [
     "CheckpointNotFound",
     "CheckpointRecord",
+    "CorruptEntry",
     "DatabaseReadOnly",
     "DatabaseUnavailable",
     "DecisionRecord",
+    "EncryptionError",
     "InvalidEntry",
     "InvalidSessionId",
+    "RotationReport",
     "SQLModelSessionStore",
     "SessionBusy",
     "SessionClaim",
@@ -49,8 +55,12 @@ __all__ = [
     "database_url",
     "decisions",
     "dispose_engines",
+    "encryption",
+    "generate_key",
     "get_engine",
     "open_db",
+    "reencrypt_all",
+    "rotation",
     "sessions",
     "turns",
 ]

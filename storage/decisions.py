@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from .codec import encode_json_value
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
+from .encryption import SEALED_KEY, is_sealed_document
 from .errors import SessionNotFound
 from .ids import validate_session_id
 from .models import DecisionRecord, SessionRecord
@@ -28,7 +29,8 @@ def record_decision(
     """Log a decision; returns ``(row, created)``.
 
     With an ``idempotency_key`` a retry returns the first row and ``created=False`` (its payload
-    is left as first recorded). The payload must be JSON (ValueError otherwise).
+    is left as first recorded). The payload must be JSON (ValueError otherwise); it is stored
+    encrypted when an encryption key is configured (``storage.encryption``).
     """
     sid = validate_session_id(session_id)
     if db.get(SessionRecord, sid) is None:
@@ -36,6 +38,11 @@ def record_decision(
     if not key:
         raise ValueError("a decision needs a non-empty key")
     clean = encode_json_value(payload, f"decision payload for key {key!r}")
+    if is_sealed_document(clean):
+        raise ValueError(
+            f"decision payload for key {key!r} is a lone {SEALED_KEY!r} field, which the store "
+            "reserves for encrypted payloads"
+        )
     new_id = str(uuid.uuid4())
     result = db.execute(
         insert_ignoring_conflicts(DecisionRecord.__table__, db.get_bind().dialect.name)

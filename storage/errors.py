@@ -46,6 +46,22 @@ class InvalidEntry(StorageError, ValueError):
         )
 
 
+class CorruptEntry(StorageError, ValueError):
+    """A stored transcript entry cannot be read back (damaged text, or encrypted with a key this
+    worker does not have); names the session and the entry's row so an operator can find it."""
+
+    def __init__(self, session_id: str, seq: int, reason: str, subpath: str = "") -> None:
+        self.session_id = session_id
+        self.seq = seq
+        self.subpath = subpath
+        self.reason = reason
+        where = f" ({subpath})" if subpath else ""
+        super().__init__(
+            f"session {session_id!r}{where}: stored transcript entry seq={seq} "
+            f"(table transcript_entries) cannot be read: {reason}"
+        )
+
+
 class DatabaseUnavailable(StorageError, ConnectionError):
     """The database cannot be reached or opened; the URL is shown with its password masked."""
 

@@ -1,7 +1,9 @@
 """The tables: sessions and their lineage, turns, checkpoints, decisions, claims, transcripts.
 
 Times are timezone-aware UTC. Enumerations are stored as their string values (no database enum
-types, so adding a value needs no migration of a type).
+types, so adding a value needs no migration of a type). Columns holding conversation content
+(turn answers and errors, decision payloads, transcript summaries) are ``SealedText`` /
+``SealedJSON``: encrypted at rest when a key is configured, the same column types otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from .column_types import BigId, JSONColumn, UTCDateTime, utcnow
+from .encryption import SealedJSON, SealedText
 
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,8 +115,8 @@ class TurnRecord(SQLModel, table=True):
     operation: str = Field(sa_type=sa.String(32), nullable=False)
     prompt_digest: str = Field(sa_type=sa.String(64), nullable=False)
     status: TurnStatus = Field(default=TurnStatus.pending, sa_type=_enum(TurnStatus))
-    result_text: str | None = Field(default=None, sa_type=sa.Text)
-    error: str | None = Field(default=None, sa_type=sa.Text)
+    result_text: str | None = Field(default=None, sa_type=SealedText)
+    error: str | None = Field(default=None, sa_type=SealedText)
     cost_usd: float | None = Field(default=None)
     usage: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
     duration_ms: int | None = Field(default=None)
@@ -157,7 +160,7 @@ class DecisionRecord(SQLModel, table=True):
     session_id: str = Field(sa_type=sa.String(36), foreign_key="sessions.id", nullable=False)
     flow_run_id: str | None = Field(default=None, sa_type=sa.String(64))
     key: str = Field(sa_type=sa.String(200), nullable=False)
-    payload: Any = Field(default=None, sa_type=JSONColumn)
+    payload: Any = Field(default=None, sa_type=SealedJSON)
     idempotency_key: str | None = Field(default=None, sa_type=sa.String(255))
     created_at: datetime = _time()
 
@@ -194,7 +197,7 @@ class TranscriptKey(SQLModel, table=True):
     mtime_ms: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
     entry_count: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
     total_bytes: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
-    summary: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
+    summary: dict[str, Any] | None = Field(default=None, sa_type=SealedJSON)
     created_at: datetime = _time()
     updated_at: datetime = _time()
 

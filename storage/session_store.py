@@ -26,7 +26,7 @@ from claude_agent_sdk.types import (
 )
 
 from . import transcripts
-from .codec import EntryCodec, default_codec
+from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
@@ -53,7 +53,9 @@ class SQLModelSessionStore(SessionStore):
     ``url`` defaults to :func:`storage.database_url`; pass ``engine`` to share one. The engine
     (and the schema upgrade of an empty database) is set up on first use, in a worker thread.
     ``max_entry_bytes`` caps one entry's serialised size (default 8 MiB,
-    ``CLAUDE_SESSIONS_MAX_ENTRY_BYTES``).
+    ``CLAUDE_SESSIONS_MAX_ENTRY_BYTES``). Entries are sealed at rest when
+    ``CLAUDE_SESSIONS_ENCRYPTION_KEY`` (or ``..._KEY_BLOCK``) is set; an entry that cannot be
+    read back raises ``CorruptEntry`` naming the session and the row.
     """
 
     def __init__(
@@ -67,10 +69,16 @@ class SQLModelSessionStore(SessionStore):
         self._engine = engine
         self.url: str = engine_url(engine) if engine is not None else (url or database_url())
         self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
-        self.codec: EntryCodec = codec or default_codec
+        self._codec = codec
 
     def __repr__(self) -> str:
         return f"SQLModelSessionStore({masked_url(self.url)!r})"
+
+    @property
+    def codec(self) -> EntryCodec:
+        """How entries are stored: the ``codec`` given, else JSON text, sealed when an encryption
+        key is configured (read on each use, so turning encryption on needs no new store)."""
+        return self._codec or codec_from_environment()
 
     @property
     def engine(self) -> sa.Engine:
@@ -93,7 +101,8 @@ class SQLModelSessionStore(SessionStore):
         )
 
     def _encode(self, entries: list[Any]) -> list[Any]:
-        return [self.codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(entries)]
+        codec = self.codec
+        return [codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(entries)]
 
     # -- SessionStore protocol -------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from claude_agent_sdk._internal.session_summary import fold_session_summary
 
-from .codec import EncodedEntry, EntryCodec
+from .codec import EncodedEntry, EntryCodec, UndecodableEntry
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .engine import READ_ONLY
-from .errors import StorageError
+from .errors import CorruptEntry, StorageError
 from .models import SessionRecord, TranscriptEntry, TranscriptKey
 
 keys_t: sa.Table = TranscriptKey.__table__  # type: ignore[assignment]
@@ -179,16 +179,15 @@ def load_entries(
         key_id = conn.execute(sa.select(keys_t.c.id).where(_key_filter(key))).scalar()
         if key_id is None:
             return None
-        texts = (
-            conn.execute(
-                sa.select(entries_t.c.body)
-                .where(entries_t.c.key_id == key_id)
-                .order_by(entries_t.c.seq)
-            )
-            .scalars()
-            .all()
-        )
-    return codec.decode_many(list(texts))
+        rows = conn.execute(
+            sa.select(entries_t.c.seq, entries_t.c.body)
+            .where(entries_t.c.key_id == key_id)
+            .order_by(entries_t.c.seq)
+        ).all()
+    try:
+        return codec.decode_many([r.body for r in rows])
+    except UndecodableEntry as exc:
+        raise CorruptEntry(key.session_id, rows[exc.index].seq, exc.reason, key.subpath) from None
 
 
 def list_main_keys(engine: sa.Engine, project_key: str) -> list[dict[str, Any]]:

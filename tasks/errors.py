@@ -254,6 +254,10 @@ def classify_error(
     obj = exc_or_text
     if isinstance(obj, AgentError):
         return obj
+    if isinstance(obj, BaseException):
+        stored = _storage_cause(obj)
+        if stored is not None:
+            return _storage_error(stored, **kw)
     if isinstance(obj, ResultMessage):
         text = obj.result or "; ".join(obj.errors or []) or obj.subtype
         kw["session_id"] = kw["session_id"] or obj.session_id
@@ -296,6 +300,35 @@ def classify_error(
     if isinstance(obj, int):
         return _status_error(obj, f"HTTP {obj}", **kw)
     return _from_text(str(obj), status=status, **kw)
+
+
+def _storage_cause(exc: BaseException) -> BaseException | None:
+    """The store's own error in ``exc``'s cause chain (the SDK wraps SessionStore failures in
+    ``RuntimeError``), or None."""
+    from storage import StorageError
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, StorageError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _storage_error(exc: BaseException, **kw: Any) -> AgentError:
+    """A store failure as an agent error: a database that is down or a busy session may
+    recover; a missing session, bad id, damaged entry or missing key will not."""
+    from storage import DatabaseUnavailable, SessionBusy, StorageError
+
+    if isinstance(exc, DatabaseUnavailable):
+        return TransientAgentError(str(exc), kind="database_unavailable", **kw)
+    if isinstance(exc, SessionBusy):
+        return TransientAgentError(str(exc), kind="busy", **kw)
+    if type(exc) is StorageError:  # a driver error (e.g. locked past the timeout)
+        return TransientAgentError(str(exc), kind="storage", **kw)
+    return PermanentAgentError(str(exc), kind="storage", **kw)
 
 
 def classify_result(

@@ -20,6 +20,7 @@ from claude_agent_sdk import (
     AssistantMessage,
     ClaudeAgentOptions,
     ClaudeSDKClient,
+    MirrorErrorMessage,
     ResultMessage,
     SystemMessage,
     TextBlock,
@@ -124,6 +125,7 @@ async def drive_turn(
     last_texts: list[str] = []
     model: str | None = None
     result: ResultMessage | None = None
+    mirror_errors: list[str] = []
     first_wait = first_message_timeout_s()
     try:
         await client.query(_one(message))
@@ -141,7 +143,9 @@ async def drive_turn(
             first = None
         messages = _chain(first, stream)
         async for msg in messages:
-            if isinstance(msg, SystemMessage) and msg.subtype == "init":
+            if isinstance(msg, MirrorErrorMessage):
+                mirror_errors.append(msg.error or "append failed")
+            elif isinstance(msg, SystemMessage) and msg.subtype == "init":
                 init_session = msg.data.get("session_id") or init_session
             elif isinstance(msg, UserMessage):
                 if msg.uuid and msg.uuid == message.get("uuid"):
@@ -184,6 +188,16 @@ async def drive_turn(
         subtype=result.subtype,
         api_error_status=result.api_error_status,
     )
+    if mirror_errors and not outcome.is_error:
+        # The answer exists only in this worker's local transcript: recording the turn now would
+        # leave a completed turn whose conversation the store (and every other worker) lacks.
+        raise TransientAgentError(
+            "the session store did not take this turn's transcript "
+            f"({len(mirror_errors)} failed append(s)): {mirror_errors[-1]}",
+            kind="store_unavailable",
+            session_id=outcome.session_id,
+            outcome=outcome,
+        )
     return outcome, cumulative
 
 
