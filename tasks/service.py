@@ -334,7 +334,7 @@ class SessionService:
 
     def rewind(
         self,
-        checkpoint: Checkpoint,
+        checkpoint: Checkpoint | str,
         *,
         ctx: RunContext,
         prompt: str | None = None,
