@@ -1,0 +1,691 @@
+"""The `claude-sessions` command: look into the session store, export and purge transcripts, and
+run the demo.
+
+Each command is thin: the functions above the commands read the store (through the `storage`
+repositories) and return plain data; the commands print it as rich tables or, with ``--json``,
+as JSON. Bad input (a malformed or unknown id, an unreachable database) ends with a one-line
+error on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import sqlalchemy.exc
+import typer
+from rich import box
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from sqlmodel import Session
+
+from storage import (
+    SessionRecord,
+    SessionStatus,
+    SQLModelSessionStore,
+    StorageError,
+    checkpoints,
+    claims,
+    database_url,
+    decisions,
+    open_db,
+    sessions,
+    turns,
+)
+from storage.config import masked_url
+from storage.ids import validate_session_id
+from tasks.artifacts import render_lineage
+
+app = typer.Typer(
+    name="claude-sessions",
+    help="Durable Claude Agent SDK sessions on Prefect: inspect the store, export, purge, demo.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class _Consoles:
+    """Rich consoles made when first printed to, so they see the current streams and width
+    (COLUMNS) of the process, including under a test runner."""
+
+    @property
+    def out(self) -> Console:
+        return Console(highlight=False)
+
+    @property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False)
+
+
+_consoles = _Consoles()
+
+EXIT_BAD_INPUT = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class StatusChoice(str, Enum):
+    active = "active"
+    archived = "archived"
+    failed = "failed"
+    purged = "purged"
+
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        "-d",
+        metavar="URL",
+        help="SQLAlchemy URL of the store (overrides CLAUDE_SESSIONS_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+SessionIdArg = Annotated[str, typer.Argument(metavar="ID", help="A session id (a UUID).")]
+
+
+class BadInput(Exception):
+    """A user error the command reports in one line (exit code 2)."""
+
+
+# --------------------------------------------------------------------------- error handling
+
+
+def cli_errors(fn: F) -> F:
+    """Turn store and input errors into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (BadInput, StorageError, ValueError, LookupError) as exc:
+            fail(str(exc))
+        except sqlalchemy.exc.ArgumentError as exc:
+            fail(f"invalid database URL: {exc}")
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str) -> None:
+    _consoles.err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def store_url(database: str | None) -> str:
+    """The URL a command uses: ``--database`` or the configured default."""
+    return database.strip() if database and database.strip() else database_url()
+
+
+@contextmanager
+def reading(database: str | None) -> Iterator[Session]:
+    """A database session on the store of ``--database`` (or the default)."""
+    with open_db(store_url(database)) as db:
+        yield db
+
+
+def session_id(value: str) -> str:
+    """A canonical session id, or a one-line error naming what is wrong."""
+    try:
+        return validate_session_id(value.strip())
+    except ValueError:
+        raise BadInput(f"{value!r} is not a session id (expected a UUID)") from None
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- store readers
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def session_row(record: SessionRecord) -> dict[str, Any]:
+    """A session as plain data (the `ls` row and the head of `show`)."""
+    return {
+        "id": record.id,
+        "agent": record.agent_name,
+        "origin": record.origin.value,
+        "parent_id": record.parent_id,
+        "status": record.status.value,
+        "turns": record.turn_count,
+        "cost_usd": record.cost_usd,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+        "transcript_bytes": record.transcript_bytes,
+        "project_key": record.project_key,
+        "cwd": record.cwd,
+        "fork_point": record.fork_point,
+        "created_at": iso(record.created_at),
+        "updated_at": iso(record.updated_at),
+    }
+
+
+def list_session_rows(
+    db: Session, *, agent: str | None, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    return [
+        session_row(r)
+        for r in sessions.list_sessions(db, agent_name=agent, status=status, limit=limit)
+    ]
+
+
+def root_of(db: Session, sid: str) -> str:
+    chain = sessions.ancestors(db, sid)
+    return chain[-1].id if chain else sessions.get_session(db, sid).id
+
+
+def session_details(db: Session, sid: str) -> dict[str, Any]:
+    """Everything `show` reports: totals, lineage, turns, checkpoints and decisions."""
+    record = sessions.get_session(db, sid)
+    root = root_of(db, sid)
+    return {
+        "session": session_row(record),
+        "lineage": {
+            "root_id": root,
+            "ancestors": [a.id for a in sessions.ancestors(db, sid)],
+            "children": [
+                {"id": c.id, "agent": c.agent_name, "origin": c.origin.value}
+                for c in sessions.children(db, sid)
+            ],
+            "markdown": render_lineage(sessions.lineage_tree(db, root), {sid}),
+        },
+        "turns": [
+            {
+                "operation": t.operation,
+                "status": t.status.value,
+                "cost_usd": t.cost_usd,
+                "duration_ms": t.duration_ms,
+                "num_turns": t.num_turns,
+                "answer": t.result_text,
+                "error": t.error,
+                "flow_run_id": t.flow_run_id,
+                "started_at": iso(t.started_at),
+            }
+            for t in turns.list_turns(db, sid)
+        ],
+        "checkpoints": checkpoint_rows(db, sid),
+        "decisions": decision_rows(db, session=sid),
+    }
+
+
+def lineage(db: Session, sid: str) -> dict[str, Any]:
+    """The lineage of a session from its root, as a nested dict (``children`` lists)."""
+    root = root_of(db, sid)
+    nodes: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {}
+    for depth, record in sessions.lineage_tree(db, root):
+        node = {
+            "id": record.id,
+            "agent": record.agent_name,
+            "origin": record.origin.value,
+            "status": record.status.value,
+            "turns": record.turn_count,
+            "cost_usd": record.cost_usd,
+            "children": [],
+        }
+        nodes[record.id] = node
+        if depth == 0:
+            top = node
+        elif record.parent_id in nodes:
+            nodes[record.parent_id]["children"].append(node)
+    return top
+
+
+def checkpoint_rows(db: Session, sid: str) -> list[dict[str, Any]]:
+    sessions.get_session(db, sid)  # an unknown id is an error, not an empty list
+    return [
+        {
+            "id": c.id,
+            "label": c.label,
+            "transcript_uuid": c.transcript_uuid,
+            "user_message_uuid": c.user_message_uuid,
+            "created_at": iso(c.created_at),
+        }
+        for c in checkpoints.list_checkpoints(db, sid)
+    ]
+
+
+def decision_rows(
+    db: Session,
+    *,
+    session: str | None = None,
+    key: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    if session is not None:
+        sessions.get_session(db, session)
+    return [
+        {
+            "id": d.id,
+            "session_id": d.session_id,
+            "key": d.key,
+            "payload": d.payload,
+            "flow_run_id": d.flow_run_id,
+            "created_at": iso(d.created_at),
+        }
+        for d in decisions.list_decisions(
+            db, session_id=session, key=key, since=since, until=until, limit=limit
+        )
+    ]
+
+
+def purge_candidates(
+    db: Session, *, older_than_days: float | None, sid: str | None
+) -> list[SessionRecord]:
+    """Sessions whose transcripts a purge would delete: one by id, or all not yet purged and
+    idle (not updated) for more than ``older_than_days`` days."""
+    if sid is not None:
+        record = sessions.get_session(db, sid)
+        return [] if record.status == SessionStatus.purged else [record]
+    assert older_than_days is not None
+    cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
+    idle = sessions.list_sessions(db, updated_before=cutoff, limit=None)
+    return [r for r in idle if r.status != SessionStatus.purged]
+
+
+def purge_session(url: str, sid: str) -> int:
+    """Delete a session's stored transcripts and mark it purged; returns the bytes freed.
+
+    Lineage, turns, checkpoints and decisions stay (they are the audit trail); a session that a
+    worker is writing right now (claimed) is refused.
+    """
+    store = SQLModelSessionStore(url)
+    with open_db(url) as db:
+        holder = claims.current_holder(db, sid)
+        if holder is not None:
+            raise BadInput(f"session {sid} is in use by {holder}; try again later")
+        record = sessions.get_session(db, sid)
+        freed, project_key = record.transcript_bytes, record.project_key
+    # The main transcript and its subagent transcripts, under the session's recorded home.
+    asyncio.run(store.delete({"project_key": project_key, "session_id": sid}))
+    with open_db(url) as db:
+        sessions.set_transcript_bytes(db, sid, 0)
+        sessions.set_status(db, sid, SessionStatus.purged)
+    return freed
+
+
+def human_bytes(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def short_time(value: str | None, *, seconds: bool = True) -> str:
+    """A stored time in the local zone."""
+    if not value:
+        return ""
+    local = datetime.fromisoformat(value).astimezone()
+    return local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M")
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Command-line times without a zone are UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- rich rendering
+
+
+def sessions_table(rows: list[dict[str, Any]], title: str = "Sessions") -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", style="cyan", no_wrap=True, min_width=36)
+    table.add_column("agent", min_width=5)
+    table.add_column("origin", min_width=6)
+    table.add_column("parent", style="dim", no_wrap=True, min_width=8)
+    table.add_column("status", min_width=6)
+    table.add_column("turns", justify="right", min_width=5)
+    table.add_column("cost", justify="right", min_width=7)
+    table.add_column("transcript", justify="right", min_width=8)
+    table.add_column("updated", no_wrap=True, min_width=14)
+    for r in rows:
+        table.add_row(
+            r["id"],
+            r["agent"],
+            r["origin"],
+            (r["parent_id"] or "")[:8],
+            r["status"],
+            str(r["turns"]),
+            f"${r['cost_usd']:.4f}",
+            human_bytes(r["transcript_bytes"]),
+            short_time(r["updated_at"], seconds=False),
+        )
+    return table
+
+
+def lineage_tree_view(
+    node: dict[str, Any], highlight: set[str] | frozenset[str] = frozenset()
+) -> Tree:
+    """A rich Tree of a `lineage` dict; sessions in ``highlight`` are in bold."""
+
+    def label(n: dict[str, Any]) -> str:
+        sid = f"[bold cyan]{n['id']}[/]" if n["id"] in highlight else f"[cyan]{n['id']}[/]"
+        status = "" if n["status"] == "active" else f" [yellow]{n['status']}[/]"
+        return (
+            f"{sid} [magenta]{n['agent']}[/] ({n['origin']}){status}: "
+            f"{n['turns']} turns, ${n['cost_usd']:.4f}"
+        )
+
+    tree = Tree(label(node), guide_style="dim")
+
+    def add(branch: Tree, children: list[dict[str, Any]]) -> None:
+        for child in children:
+            add(branch.add(label(child)), child["children"])
+
+    add(tree, node["children"])
+    return tree
+
+
+def decisions_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Decisions ({len(rows)})", title_justify="left")
+    table.add_column("time", no_wrap=True)
+    table.add_column("session", style="cyan", no_wrap=True)
+    table.add_column("key", style="magenta")
+    table.add_column("payload")
+    for d in rows:
+        payload = json.dumps(d["payload"], ensure_ascii=False)
+        table.add_row(
+            short_time(d["created_at"]),
+            d["session_id"][:8],
+            d["key"],
+            Text(payload if len(payload) <= 160 else payload[:157] + "..."),
+        )
+    return table
+
+
+def checkpoints_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Checkpoints ({len(rows)})", title_justify="left")
+    table.add_column("id", style="cyan", no_wrap=True)
+    table.add_column("label", style="magenta")
+    table.add_column("transcript point", style="dim")
+    table.add_column("created", no_wrap=True)
+    for c in rows:
+        table.add_row(c["id"], Text(c["label"]), c["transcript_uuid"], short_time(c["created_at"]))
+    return table
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@app.command("ls")
+@cli_errors
+def ls_command(
+    agent: Annotated[str | None, typer.Option(help="Only sessions of this agent profile.")] = None,
+    status: Annotated[
+        StatusChoice | None, typer.Option(help="Only sessions in this status.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many (newest first).")] = 50,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List sessions, newest first."""
+    with reading(database) as db:
+        rows = list_session_rows(
+            db, agent=agent, status=status.value if status else None, limit=limit
+        )
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        _consoles.out.print("No sessions.")
+    else:
+        _consoles.out.print(sessions_table(rows, title=f"Sessions ({len(rows)})"))
+
+
+@app.command("show")
+@cli_errors
+def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """A session: totals, lineage, turns, checkpoints and decisions."""
+    with reading(database) as db:
+        info = session_details(db, session_id(sid))
+    if as_json:
+        emit_json(info)
+        return
+    head = info["session"]
+    _consoles.out.print(
+        Panel(
+            f"agent [magenta]{head['agent']}[/], origin {head['origin']}, status {head['status']}\n"
+            f"{head['turns']} turns, ${head['cost_usd']:.4f}, "
+            f"{head['input_tokens']} input / {head['output_tokens']} output tokens, "
+            f"transcript {human_bytes(head['transcript_bytes'])}\n"
+            f"parent {head['parent_id'] or '-'}, created {short_time(head['created_at'])}, "
+            f"updated {short_time(head['updated_at'])}",
+            title=f"Session {head['id']}",
+            title_align="left",
+        )
+    )
+    _consoles.out.print(Markdown("**Lineage**\n\n" + info["lineage"]["markdown"]))
+    table = Table(title=f"Turns ({len(info['turns'])})", title_justify="left")
+    for name in ("#", "operation", "status", "cost", "duration", "answer"):
+        table.add_column(name, justify="right" if name in ("#", "cost", "duration") else "left")
+    for i, t in enumerate(info["turns"], start=1):
+        failed = t["status"] == "failed"
+        answer = ((t["error"] if failed else t["answer"]) or "").replace("\n", " ")
+        answer = answer if len(answer) <= 100 else answer[:97] + "..."
+        table.add_row(
+            str(i),
+            t["operation"],
+            t["status"],
+            f"${(t['cost_usd'] or 0):.4f}",
+            f"{t['duration_ms'] or 0} ms",
+            Text(answer, style="red" if failed else ""),
+        )
+    _consoles.out.print(table)
+    _consoles.out.print(checkpoints_table(info["checkpoints"]))
+    _consoles.out.print(decisions_table(info["decisions"]))
+
+
+@app.command("tree")
+@cli_errors
+def tree_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
+    """The lineage of a session (forks, handoffs, ...) from its root."""
+    target = session_id(sid)
+    with reading(database) as db:
+        root = lineage(db, target)
+    if as_json:
+        emit_json(root)
+    else:
+        _consoles.out.print(lineage_tree_view(root, {target}))
+
+
+@app.command("decisions")
+@cli_errors
+def decisions_command(
+    session: Annotated[str | None, typer.Option(metavar="ID", help="Only this session.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only decisions with this key.")] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="From this time on (UTC unless a zone is given).")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The decisions log, oldest first."""
+    sid = session_id(session) if session is not None else None
+    with reading(database) as db:
+        rows = decision_rows(
+            db, session=sid, key=key, since=as_utc(since), until=as_utc(until), limit=limit
+        )
+    if as_json:
+        emit_json(rows)
+    else:
+        _consoles.out.print(decisions_table(rows))
+
+
+@app.command("checkpoints")
+@cli_errors
+def checkpoints_command(
+    sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonOpt = False
+) -> None:
+    """A session's checkpoints (points to fork from or rewind to)."""
+    with reading(database) as db:
+        rows = checkpoint_rows(db, session_id(sid))
+    if as_json:
+        emit_json(rows)
+    else:
+        _consoles.out.print(checkpoints_table(rows))
+
+
+@app.command("export")
+@cli_errors
+def export_command(
+    sid: SessionIdArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """The stored transcript of a session as JSON lines (the CLI's own format)."""
+    target = session_id(sid)
+    url = store_url(database)
+    with open_db(url) as db:
+        record = sessions.get_session(db, target)
+    if record.status == SessionStatus.purged:
+        raise BadInput(f"session {target} was purged: its transcript is gone")
+    entries = SQLModelSessionStore(url).entries(target)
+    lines = (json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in entries)
+    if output is None:
+        for line in lines:
+            typer.echo(line, nl=False)
+        return
+    with output.open("w", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    _consoles.err.print(
+        f"wrote {len(entries)} entries of session {target} to {output}", highlight=False
+    )
+
+
+@app.command("purge")
+@cli_errors
+def purge_command(
+    sid: Annotated[
+        str | None, typer.Argument(metavar="[ID]", help="Purge this session only.")
+    ] = None,
+    older_than: Annotated[
+        float | None,
+        typer.Option(
+            "--older-than", metavar="DAYS", min=0, help="Purge sessions idle for more than DAYS."
+        ),
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Only show what would be purged.")] = False,
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retention: delete stored transcripts and mark their sessions purged.
+
+    Lineage, turns, checkpoints and decisions are kept as the audit trail; a purged session can
+    no longer be resumed, forked or exported.
+    """
+    if (sid is None) == (older_than is None):
+        raise BadInput("give either a session ID or --older-than DAYS (not both)")
+    target = session_id(sid) if sid is not None else None
+    url = store_url(database)
+    with open_db(url) as db:
+        candidates = purge_candidates(db, older_than_days=older_than, sid=target)
+        total = sum(r.transcript_bytes for r in candidates)
+        plan = [session_row(r) for r in candidates]
+    if as_json and not (yes or dry_run):
+        raise BadInput("--json needs --yes (or --dry-run): there is no prompt in JSON mode")
+    if not as_json:
+        if not plan:
+            _consoles.out.print("Nothing to purge.")
+            return
+        _consoles.out.print(
+            sessions_table(plan, title=f"To purge: {len(plan)} sessions, {human_bytes(total)}")
+        )
+    if dry_run:
+        if as_json:
+            emit_json({"dry_run": True, "sessions": [p["id"] for p in plan], "bytes": total})
+        return
+    if plan and not yes:
+        typer.confirm(
+            f"Delete the transcripts of {len(plan)} sessions ({human_bytes(total)})?",
+            abort=True,
+            err=True,
+        )
+    purged: list[str] = []
+    skipped: list[dict[str, str]] = []
+    freed = 0
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=_consoles.err,
+        transient=True,
+        disable=as_json or len(plan) < 2,
+    ) as progress:
+        job = progress.add_task("purging", total=len(plan))
+        for row in plan:
+            try:
+                freed += purge_session(url, row["id"])
+                purged.append(row["id"])
+            except BadInput as exc:
+                skipped.append({"id": row["id"], "reason": str(exc)})
+            progress.advance(job)
+    if as_json:
+        emit_json({"purged": purged, "skipped": skipped, "bytes_freed": freed})
+        return
+    _consoles.out.print(f"Purged {len(purged)} sessions, freed {human_bytes(freed)}.")
+    for s in skipped:
+        _consoles.err.print(f"[yellow]skipped[/] {s['id']}: {s['reason']}", highlight=False)
+
+
+@app.command("demo")
+def demo_command(
+    database: DatabaseOpt = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port of the demo's Prefect server (default: 4200 if free, else any)."),
+    ] = None,
+    keep_open: Annotated[
+        bool, typer.Option(help="Keep the dashboard running after the demo until Ctrl-C.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's own run logs.")] = False,
+) -> None:
+    """Run the whole product locally: triage a sample inbox (with handoffs to specialists),
+    explore three approaches in parallel forks, and show the result and the dashboard."""
+    from flows.demo import DemoError, DemoSettings, run_demo
+
+    settings = DemoSettings(database_url=database, port=port, keep_open=keep_open, verbose=verbose)
+    try:
+        run_demo(settings, _consoles.out)
+    except DemoError as exc:
+        fail(str(exc))
+    except StorageError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        _consoles.err.print("interrupted; everything the demo started is stopped")
+        raise typer.Exit(130) from None
+
+
+def main() -> None:  # pragma: no cover - the console script calls `app` directly
+    app()
+
+
+__all__ = ["app", "masked_url"]
