@@ -123,11 +123,15 @@ async def main(turns: int) -> dict:
 
 
 if __name__ == "__main__":
+    from benchmarks.common import figure, loadavg, write_result
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 turns per mode instead of 10")
     parser.add_argument("--turns", type=int, default=None)
+    parser.add_argument("--out", default=None, help="result JSON path")
     args = parser.parse_args()
     n = args.turns or (3 if args.quick else 10)
+    started, load = time.time(), loadavg()
     out = asyncio.run(main(n))
     out["env"] = {
         "claude_agent_sdk": sdk_version,
@@ -142,4 +146,29 @@ if __name__ == "__main__":
         f"{cc['median_ms']:.0f} ms | warm pooled client {w['median_ms']:.0f} ms "
         f"(first pooled turn {w['first_turn_ms']:.0f} ms, CLI starts: {w['cli_starts']})",
         file=sys.stderr,
+    )
+    write_result(
+        "turn_latency",
+        quick=args.quick,
+        params={"turns": n},
+        figures=[
+            figure(
+                "warm pooled run_turn",
+                w["median_ms"],
+                "ms/turn",
+                baseline="cold query() per turn",
+                baseline_value=cq["median_ms"],
+            ),
+            figure(
+                "cold run_turn (a client per turn)",
+                cc["median_ms"],
+                "ms/turn",
+                baseline="cold query() per turn",
+                baseline_value=cq["median_ms"],
+            ),
+        ],
+        details=out,
+        load_before=load,
+        started=started,
+        out=args.out,
     )
