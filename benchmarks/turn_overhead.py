@@ -138,6 +138,28 @@ def run(rounds: int, store_kind: str) -> dict:
                         "per_turn_ms": round(total * 1000 / n_bd, 1),
                         "components": bd.shares(total),
                     }
+                # what-if: the same warm turns without the per-turn lineage artifact (the
+                # report lists every turn of the flow run, so it grows with the run)
+                import tasks.session_tasks as session_tasks
+
+                publish = session_tasks.publish_flow_run_report
+                session_tasks.publish_flow_run_report = lambda *a, **k: None
+                try:
+                    for v in ("warm_task", "warm_task_fn", "warm_bare_client"):
+                        call = resume_session.fn if v.endswith("_fn") else resume_session
+                        samples = []
+                        for i in range(n_bd):
+                            t0 = time.perf_counter()
+                            if v == "warm_bare_client":
+                                bare.turn("warm", f"no artifact {i}")
+                            else:
+                                heads[v] = call(heads[v], f"no artifact {i} {v}")
+                            samples.append(time.perf_counter() - t0)
+                        breakdowns.setdefault("without_lineage_artifact", {})[v] = round(
+                            statistics.median(samples) * 1000, 1
+                        )
+                finally:
+                    session_tasks.publish_flow_run_report = publish
                 return {
                     "times": times,
                     "cli_duration": cli_ms,
@@ -210,6 +232,19 @@ def main() -> None:
             met=med["cold_task_fn"] <= 1.1 * med["cold_bare_query"],
         ),
     ]
+    what_if = raw["breakdown"].get("without_lineage_artifact")
+    if what_if:
+        figures.append(
+            figure(
+                "what-if: warm resume task without the per-turn lineage artifact",
+                what_if["warm_task"],
+                "ms/turn",
+                baseline="bare ClaudeSDKClient turn (same pass)",
+                baseline_value=what_if["warm_bare_client"],
+                target="<= 1.1x",
+                met=what_if["warm_task"] <= 1.1 * what_if["warm_bare_client"],
+            )
+        )
     cli = {k: statistics.median(v) * 1000 for k, v in raw["cli_duration"].items() if v}
     details = {
         "per_variant": {v: summary_ms(s) for v, s in t.items()},
