@@ -441,10 +441,8 @@ class SessionService:
             outcome, prompt_uuid = None, prompt_uuid_for(plan.key)
             if retrying:
                 outcome, prompt_uuid = self._recover(plan)
-                if outcome is None and plan.new_session and self._stored_entries(plan.target_id):
-                    # An earlier attempt already created the session (the CLI honoured our id):
-                    # continue it rather than creating it a second time.
-                    plan.options, plan.prepare = {"resume": plan.target_id}, None
+                if outcome is None:
+                    self._continue_after_failed_attempts(plan)
             if outcome is None:
                 if plan.prepare is not None:
                     plan.prepare()
@@ -536,6 +534,31 @@ class SessionService:
             assistant_uuid=assistant_uuid,
             user_message_uuid=prompt_uuid,
         ), prompt_uuid
+
+    def _continue_after_failed_attempts(self, plan: _Plan) -> None:
+        """Set up the next attempt of a turn whose earlier attempts got no answer.
+
+        An attempt that failed with an API error (429/5xx/529) or a cut stream still leaves its
+        prompt, and the CLI's synthetic "API Error" reply, in the stored transcript. Resuming
+        plainly would put the prompt before the model once per failed attempt (the CLI merges the
+        consecutive prompts into one message), so the session is resumed at the last entry before
+        the first failed attempt: the failed attempts become a dead branch the model never sees.
+        """
+        entries = self._stored_entries(plan.target_id)
+        if not entries:
+            return
+        options: dict[str, Any] = {"resume": plan.target_id}
+        first = transcript.find_index(entries, prompt_uuid_for(plan.key, 0))
+        if first is not None:
+            kept = [e for e in entries[:first] if e.get("uuid") and not e.get("isSidechain")]
+            if kept:
+                options["resume_session_at"] = str(kept[-1]["uuid"])
+        if plan.new_session:
+            # An earlier attempt already created the session (the CLI honoured our id):
+            # continue it rather than creating it a second time.
+            plan.options, plan.prepare = options, None
+        elif "resume_session_at" in options:
+            plan.options = {**plan.options, **options}
 
     def _stored_entries(self, session_id: str) -> list[dict[str, Any]]:
         try:

@@ -61,6 +61,13 @@ def last_assistant_uuid(entries: Sequence[Entry]) -> str | None:
     return None
 
 
+def is_api_error(entry: Entry) -> bool:
+    """True for the assistant entry the CLI writes when the API failed (``API Error: 529 ...``,
+    model ``<synthetic>``): it stands in for an answer that never came."""
+    message = entry.get("message") or {}
+    return bool(entry.get("isApiErrorMessage")) or message.get("model") == "<synthetic>"
+
+
 def completed_answer(entries: Sequence[Entry], prompt_uuid: str) -> tuple[str, str] | None:
     """The final answer the model gave to the prompt with ``prompt_uuid``, if the turn finished.
 
@@ -79,8 +86,8 @@ def completed_answer(entries: Sequence[Entry], prompt_uuid: str) -> tuple[str, s
             break  # the next turn began
         if entry.get("type") == "assistant":
             final = entry
-    if final is None:
-        return None
+    if final is None or is_api_error(final):
+        return None  # an error the CLI wrote in the model's place is not an answer
     message = final.get("message") or {}
     if message.get("stop_reason") not in _FINAL_STOP_REASONS:
         return None
