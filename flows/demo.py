@@ -126,17 +126,24 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
-def choose_port(requested: int | None) -> int:
-    """The requested port (it must be free), else 4200 if free, else any free port."""
+def choose_port(requested: int | None, *, skip: set[int] | None = None) -> int:
+    """The requested port (it must be free), else the first free one from 4200 on.
+
+    Ports below the kernel's ephemeral range: a port picked from that range can be taken by any
+    outgoing connection before the server binds it.
+    """
     if requested is not None:
         if not port_is_free(requested):
             raise DemoError(f"port {requested} is in use; pick another with --port")
         return requested
-    if port_is_free(DEFAULT_PORT):
-        return DEFAULT_PORT
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    for port in range(DEFAULT_PORT, DEFAULT_PORT + 800):
+        if port not in (skip or set()) and port_is_free(port):
+            return port
+    raise DemoError(f"no free port from {DEFAULT_PORT} on; pick one with --port")
+
+
+class PortTaken(DemoError):
+    """The server lost the race for its port to another process."""
 
 
 def prefect_executable() -> list[str]:
@@ -175,8 +182,22 @@ class LocalPrefectServer:
                 "PREFECT_SERVER_API_PORT": str(self.port),
                 "PREFECT_UI_API_URL": self.api_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                # a dashboard for the demo's own runs: nothing to schedule
-                "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+                # a dashboard for the demo's own runs: no background services beyond recording
+                # the runs' states and events (faster start, less CPU beside the flows)
+                **{
+                    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+                    for name in (
+                        "SCHEDULER",
+                        "LATE_RUNS",
+                        "FOREMAN",
+                        "CANCELLATION_CLEANUP",
+                        "PAUSE_EXPIRATIONS",
+                        "REPOSSESSOR",
+                        "CLEANUP_RECONCILER",
+                        "TRIGGERS",
+                        "DB_VACUUM",
+                    )
+                },
                 "PREFECT_LOGGING_COLORS": "false",
             }
         )
@@ -212,6 +233,8 @@ class LocalPrefectServer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
+                if "address already in use" in self.log_text():
+                    raise PortTaken(f"port {self.port} was taken before the server could bind it")
                 raise DemoError(
                     f"the Prefect server exited during start-up; see {self.log_path}: "
                     f"{self.log_tail()}"
@@ -224,11 +247,14 @@ class LocalPrefectServer:
             f"the Prefect server did not answer within {timeout_s:.0f} s; see {self.log_path}"
         )
 
-    def log_tail(self) -> str:
+    def log_text(self) -> str:
         try:
-            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def log_tail(self) -> str:
+        lines = self.log_text().strip().splitlines()
         return lines[-1] if lines else ""
 
     def stop(self, timeout_s: float = 15.0) -> None:
@@ -299,7 +325,7 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
         server: LocalPrefectServer | None = None
         if external_api is None:
             server = LocalPrefectServer(home / "prefect-server", choose_port(settings.port))
-            stack.callback(server.stop)
+            stack.callback(lambda: server.stop() if server is not None else None)
             server.start()  # boots while the store and the model start
             console.print(f"[dim]starting a Prefect server on {server.ui_url} ...[/]")
 
@@ -334,7 +360,7 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
             console.print(f"[green]model[/]   {model_label}")
 
         if server is not None:
-            server.wait_ready()
+            server = ready_server(server, settings)
             api_url, ui_url = server.api_url, server.ui_url
             console.print(f"[green]prefect[/] dashboard at [link={ui_url}]{ui_url}[/link]")
         else:
@@ -363,6 +389,25 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
             server_home=server.home if server is not None else None,
             started=started,
         )
+
+
+def ready_server(server: LocalPrefectServer, settings: DemoSettings) -> LocalPrefectServer:
+    """Wait for the server; if another process took its port meanwhile, start it on another
+    (unless the user chose the port)."""
+    tried = {server.port}
+    for _ in range(3):
+        try:
+            server.wait_ready()
+            return server
+        except PortTaken:
+            if settings.port is not None:
+                raise
+            server.stop()
+            server.port = choose_port(None, skip=tried)
+            tried.add(server.port)
+            server.start()
+    server.wait_ready()
+    return server
 
 
 def prefect_ui_url() -> str | None:
