@@ -180,6 +180,7 @@ def session_maintenance(
     summarize_with_agent: bool = False,
     agent: str | None = None,
     report_top: Annotated[int, Field(ge=1, le=500)] = 20,
+    max_parallel: Annotated[int, Field(ge=1, le=16)] = 2,
     dry_run: bool = False,
 ) -> MaintenanceReport:
     """Monitor session sizes, compact active sessions past ``compact_over_bytes`` (transcript)
@@ -189,7 +190,8 @@ def session_maintenance(
 
     ``summarize_with_agent`` asks each session's own agent for the summary (one more turn);
     otherwise the summary is built from the stored conversation. ``agent`` limits everything to
-    one agent profile name. ``dry_run`` only reports.
+    one agent profile name. At most ``max_parallel`` compactions (each a CLI process) run at
+    once. ``dry_run`` only reports.
     """
     logger = get_run_logger()
     sizes = measure_sessions(agent)
@@ -242,17 +244,20 @@ def session_maintenance(
     compacted: list[Compaction] = []
     purged: list[str] = []
     if not dry_run:
-        futures = [
-            (plan, compact_session.submit(plan.session_id, summarize_with_agent)) for plan in plans
-        ]
-        for plan, future in futures:
-            try:
-                done = future.result()
-            except Exception as exc:  # one session's failure must not stop the others
-                logger.error("could not compact session %s: %s", plan.session_id, exc)
-                compacted.append(plan.model_copy(update={"error": str(exc)[:500]}))
-            else:
-                compacted.append(done.model_copy(update={"reason": plan.reason}))
+        for start in range(0, len(plans), max_parallel):
+            batch = plans[start : start + max_parallel]
+            futures = [
+                (plan, compact_session.submit(plan.session_id, summarize_with_agent))
+                for plan in batch
+            ]
+            for plan, future in futures:
+                try:
+                    done = future.result()
+                except Exception as exc:  # one session's failure must not stop the others
+                    logger.error("could not compact session %s: %s", plan.session_id, exc)
+                    compacted.append(plan.model_copy(update={"error": str(exc)[:500]}))
+                else:
+                    compacted.append(done.model_copy(update={"reason": plan.reason}))
         purged = [f.result() for f in purge_transcript.map(doomed)] if doomed else []
     else:
         compacted = plans

@@ -232,6 +232,21 @@ def test_triage_and_exploration_runs(deployed: Deployed, start_worker, tmp_path:
         e["resource"]["prefect.resource.id"].endswith(s.id) for e in handed for s in specialists
     )
 
+    # The nightly maintenance deployment, as a dry run: sizes reported, nothing changed.
+    maintenance = run_deployment(
+        server,
+        "session-maintenance/nightly-maintenance",
+        {"dry_run": True, "compact_over_bytes": 1},
+    )
+    wait_for_flow_run(server, maintenance, timeout=300, expect="COMPLETED")
+    sizes = table(server, maintenance, "session-sizes")
+    assert team.id in {r["session"] for r in sizes}
+    report = read_artifacts(server, maintenance, key="session-maintenance")
+    assert team.id in report[-1]["data"] and "would be compacted" in report[-1]["data"]
+    with open_db(engine) as db:
+        assert sessions.get_session(db, team.id).status == SessionStatus.active
+        assert not [c for c in sessions.children(db, team.id) if c.origin == "compaction"]
+
     # The model saw the whole inbox in one conversation.
     triage_calls = [
         r for r in deployed.model().requests(kind="main") if r.get("session_id") == team.id
