@@ -13,6 +13,7 @@ are discarded between measurements so each starts from the same pool state.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import sys
 import time
@@ -90,9 +91,18 @@ def run(ns: list[int], reps: int, store_kind: str) -> dict:
                                 futures = fork_session.map(unmapped(parent), prompts)
                                 turns = [f.result() for f in futures]
                             elif mode == "parallel_threads_fn":
+                                # each thread runs in a copy of the flow's context (Prefect
+                                # settings and client): a bare thread set up its own event
+                                # client on first use (~30 s seen), which is not a fork's cost
+                                ctx = contextvars.copy_context()
                                 with ThreadPoolExecutor(max_workers=n) as ex:
                                     turns = list(
-                                        ex.map(lambda p: fork_session.fn(parent, p), prompts)
+                                        ex.map(
+                                            lambda p, c=ctx: c.copy().run(
+                                                fork_session.fn, parent, p
+                                            ),
+                                            prompts,
+                                        )
                                     )
                             else:
                                 turns = [fork_session(parent, p) for p in prompts]
