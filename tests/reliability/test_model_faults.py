@@ -4,6 +4,8 @@ end the task at once; either way nothing is lost and nothing is recorded twice."
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from prefect import flow
 from prefect.runtime import flow_run
@@ -52,7 +54,7 @@ def test_transient_statuses_are_retried_with_backoff_until_the_model_recovers(
     assert run.run_count == attempts and run.state.is_completed()
     # Prefect waited between attempts (exponential backoff from 2 s, jitter 0.5: >= 1 s).
     attempt_starts = [calls[i]["ts"] for i in range(0, len(calls), 2)]
-    gaps = [b - a for a, b in zip(attempt_starts, attempt_starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(attempt_starts)]
     assert len(gaps) == attempts - 1 and all(g >= 1.0 for g in gaps), gaps
 
     assert nxt.session_id == first.session_id and nxt.text.startswith(f"echo: {second}")
