@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from typing import Any
@@ -29,8 +30,10 @@ def record_decision(
     """Log a decision; returns ``(row, created)``.
 
     With an ``idempotency_key`` a retry returns the first row and ``created=False`` (its payload
-    is left as first recorded). The payload must be JSON (ValueError otherwise); it is stored
-    encrypted when an encryption key is configured (``storage.encryption``).
+    is left as first recorded). The payload must be JSON without NUL characters or lone surrogates (ValueError
+    otherwise); it is stored encrypted when an encryption key is configured
+    (``storage.encryption``). It reads back exactly, except that PostgreSQL ``jsonb`` keeps
+    numbers as decimals when stored in clear (``-0.0`` reads as ``0``, ``1e308`` as an int).
     """
     sid = validate_session_id(session_id)
     if db.get(SessionRecord, sid) is None:
@@ -38,6 +41,11 @@ def record_decision(
     if not key:
         raise ValueError("a decision needs a non-empty key")
     clean = encode_json_value(payload, f"decision payload for key {key!r}")
+    if _unstorable(clean):
+        raise ValueError(
+            f"decision payload for key {key!r} contains a NUL character (\\u0000) or a lone "
+            "surrogate, which PostgreSQL cannot store; remove or replace it"
+        )
     if is_sealed_document(clean):
         raise ValueError(
             f"decision payload for key {key!r} is a lone {SEALED_KEY!r} field, which the store "
@@ -64,6 +72,20 @@ def record_decision(
         return row, True
     query = select(DecisionRecord).where(DecisionRecord.idempotency_key == idempotency_key)
     return db.exec(query).one(), False
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable(value: Any) -> bool:
+    """True if a string of ``value`` holds NUL or a lone surrogate (PostgreSQL rejects both)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
 
 
 def list_decisions(

@@ -143,14 +143,15 @@ def is_sealed(text: object) -> bool:
 
 def seal_text(text: str, keys: MultiFernet) -> str:
     """``text`` encrypted with the first key, as ``fernet:<token>``."""
-    return SEALED_PREFIX + keys.encrypt(text.encode("utf-8")).decode("ascii")
+    # surrogatepass: a lone surrogate (valid in a Python str and in JSON) survives the trip
+    return SEALED_PREFIX + keys.encrypt(text.encode("utf-8", "surrogatepass")).decode("ascii")
 
 
 def open_text(sealed: str, keys: MultiFernet | None = None) -> str:
     """The plaintext of a sealed text; EncryptionError if no configured key opens it."""
     token = sealed[len(SEALED_PREFIX) :].encode("ascii", "replace")
     try:
-        return required_keys(keys).decrypt(token).decode("utf-8")
+        return required_keys(keys).decrypt(token).decode("utf-8", "surrogatepass")
     except InvalidToken:
         raise EncryptionError(
             "a value encrypted at rest cannot be decrypted with any configured key "
