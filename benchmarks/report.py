@@ -22,6 +22,7 @@ ORDER = [
     "warm_sessions",
     "store_throughput",
     "fork_fanout",
+    "fork_fanout_quick_unpatched",
     "fork_fanout_whatif",
     "triage_throughput",
     "scale",
@@ -37,7 +38,7 @@ def render(directory: Path) -> str:
     docs = {}
     for path in sorted(directory.glob("*.json")):
         doc = json.loads(path.read_text())
-        docs[doc["benchmark"] if "what_if" not in json.dumps(doc["params"]) else path.stem] = doc
+        docs[path.stem] = doc
     lines = []
     for name in sorted(docs, key=lambda n: ORDER.index(n) if n in ORDER else 99):
         doc = docs[name]
