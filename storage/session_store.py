@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from .ids import validate_key_part, validate_session_id, validate_subpath
 from .transcripts import StoreKey
 
 T = TypeVar("T")
+logger = logging.getLogger("claude_sessions.storage")
 
 
 def _store_key(key: Any) -> StoreKey:
@@ -143,10 +145,15 @@ class SQLModelSessionStore(SessionStore):
         await self._in_thread(transcripts.delete_key, skey)
 
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
-        """Subpaths (e.g. ``subagents/agent-1``) stored under a session."""
+        """Subpaths (e.g. ``subagents/agent-1``) stored under a session.
+
+        The SDK turns them into file paths when it materialises a session, so a subpath that
+        is not safe (written to the database by something other than this store) is left out.
+        """
         pk = validate_key_part(key.get("project_key"), "project_key")
         sid = validate_key_part(key.get("session_id"), "session_id")
-        return await self._in_thread(transcripts.list_subpaths, pk, sid)
+        subpaths = await self._in_thread(transcripts.list_subpaths, pk, sid)
+        return [p for p in subpaths if _safe_subpath(p)]
 
     # -- sync helpers for tasks and flows --------------------------------------------------
 
@@ -216,6 +223,14 @@ class SQLModelSessionStore(SessionStore):
         if stats is None:
             raise SessionNotFound(key.session_id)
         return stats
+
+
+def _safe_subpath(value: str) -> bool:
+    try:
+        return validate_subpath(value) != ""
+    except InvalidSessionId:
+        logger.warning("skipping an unsafe transcript subpath stored in the database: %r", value)
+        return False
 
 
 def _default_max_entry_bytes() -> int:
