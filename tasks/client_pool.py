@@ -252,8 +252,10 @@ class ClientPool:
         timeout_s: float | None,
         head_uuid: str | None,
     ) -> TurnOutcome:
-        target = options.resume or options.session_id
         fork = bool(options.fork_session)
+        # A fork writes a new session, not its parent: lock the new id, so forks of one parent
+        # run in parallel (locking the parent serialised them: 4 forks took 4x one fork).
+        target = options.session_id if fork else options.resume or options.session_id
         in_place = not (options.resume_session_at or options.continue_conversation)
         fingerprint = options_fingerprint(options)
         lock = self._lock(target) if target else contextlib.nullcontext()

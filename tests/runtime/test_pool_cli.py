@@ -212,3 +212,29 @@ def test_close_disconnects_every_client(make_options) -> None:
     with pytest.raises(RuntimeError):
         run_turn_sync("y", make_options(resume=out.session_id), pool=p)
     assert _gone(pid), "the CLI process survived close()"
+
+
+async def test_forks_of_one_parent_run_in_parallel(standin, make_options, pool) -> None:
+    """A fork locks its own new session, not the parent: two forks overlap at the model."""
+    import uuid
+
+    first = await run_turn("trunk", make_options(), pool=pool)
+    standin.clear_requests()
+    standin.inject(latency_s=2.0, count=2)
+    forks = await asyncio.gather(
+        *(
+            run_turn(
+                f"branch {n}",
+                make_options(
+                    resume=first.session_id, fork_session=True, session_id=str(uuid.uuid4())
+                ),
+                pool=pool,
+            )
+            for n in (1, 2)
+        )
+    )
+    arrivals = sorted(r["ts"] for r in standin.requests(kind="main"))
+    assert len(arrivals) == 2
+    # the second fork reached the model while the first was still waiting on its answer
+    assert arrivals[1] - arrivals[0] < 2.0, arrivals
+    assert len({f.session_id for f in forks}) == 2
