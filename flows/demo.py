@@ -443,6 +443,9 @@ def drain_prefect_workers() -> None:
         if inspect.isawaitable(result):
             await result
 
+    from tasks.artifacts import report_publisher
+
+    report_publisher.flush()  # the runs' last lineage reports, while the server is up
     try:
         run_coro_as_sync(drain())
     except Exception as exc:  # a view of the runs; the runs themselves are done

@@ -19,7 +19,7 @@ from prefect.tasks import exponential_backoff
 
 from storage import SQLModelSessionStore, database_url
 
-from .artifacts import publish_flow_run_report
+from .artifacts import report_publisher
 from .context import current_run
 from .errors import should_retry
 from .profile import AgentProfile
@@ -153,7 +153,7 @@ _TASK_DEFAULTS: dict[str, Any] = {
 def _after(service: SessionService) -> None:
     ctx = current_run()
     if ctx.flow_run_id:
-        publish_flow_run_report(service.store.engine, ctx.flow_run_id)
+        report_publisher.request(service.store.engine, ctx.flow_run_id)
 
 
 @session_task("init")

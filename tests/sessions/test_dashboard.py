@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 from prefect.runtime import flow_run
 
 from tasks import AgentProfile, checkpoint_session, handoff_session, init_session, record_decision
-from tasks.artifacts import REPORT_KEY
+from tasks.artifacts import REPORT_KEY, report_publisher
 
 pytestmark = [pytest.mark.cli]
 
@@ -37,6 +37,7 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
         return flow_run.get_id(), turn, handed
 
     run_id, turn, handed = dashboard_demo()
+    report_publisher.flush()  # the report's trailing version, with the last turns
 
     async def read():
         async with get_client() as client:
