@@ -21,7 +21,7 @@ from typing import Any
 # (label, module path, attribute path, nested inside another component?)
 TARGETS: list[tuple[str, str, str, bool]] = [
     ("runtime turn (CLI + model)", "tasks.service", "run_turn_sync", False),
-    ("lineage artifact", "tasks.session_tasks", "publish_flow_run_report", False),
+    ("lineage artifact", "tasks.artifacts", "publish_flow_run_report", False),
     ("event emit", "tasks.events", "emit", False),
     ("credentials", "tasks.service", "resolve_credentials", False),
     ("relocate (localise)", "tasks.service", "SessionService._localise", False),

@@ -140,10 +140,10 @@ def run(rounds: int, store_kind: str) -> dict:
                     }
                 # what-if: the same warm turns without the per-turn lineage artifact (the
                 # report lists every turn of the flow run, so it grows with the run)
-                import tasks.session_tasks as session_tasks
+                from tasks.artifacts import report_publisher
 
-                publish = session_tasks.publish_flow_run_report
-                session_tasks.publish_flow_run_report = lambda *a, **k: None
+                publish = report_publisher.request
+                report_publisher.request = lambda *a, **k: None  # type: ignore[method-assign]
                 try:
                     for v in ("warm_task", "warm_task_fn", "warm_bare_client"):
                         call = resume_session.fn if v.endswith("_fn") else resume_session
@@ -159,7 +159,7 @@ def run(rounds: int, store_kind: str) -> dict:
                             statistics.median(samples) * 1000, 1
                         )
                 finally:
-                    session_tasks.publish_flow_run_report = publish
+                    report_publisher.request = publish  # type: ignore[method-assign]
                 return {
                     "times": times,
                     "cli_duration": cli_ms,
