@@ -67,16 +67,29 @@ def flow_run_report(engine: Any, flow_run_id: str) -> str | None:
     )
 
 
-def publish_flow_run_report(engine: Any, flow_run_id: str) -> None:
-    """Create (a new version of) the run's lineage artifact now; never fails the caller."""
+def current_api_url() -> str | None:
+    """The Prefect API this process talks to (None: an ephemeral in-process server)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+def publish_flow_run_report(engine: Any, flow_run_id: str, api_url: str | None = None) -> None:
+    """Create (a new version of) the run's lineage artifact now; never fails the caller.
+
+    ``api_url`` pins the Prefect API (for publishing from a timer thread or at exit, outside the
+    run's settings context); retries are off there, so a server that is gone costs one refusal.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactCreate
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 
+    pinned = {PREFECT_API_URL: api_url, PREFECT_CLIENT_MAX_RETRIES: 0} if api_url else {}
     try:
         markdown = flow_run_report(engine, flow_run_id)
         if markdown is None:
             return
-        with get_client(sync_client=True) as client:
+        with temporary_settings(updates=pinned), get_client(sync_client=True) as client:
             client.create_artifact(
                 artifact=ArtifactCreate(
                     key=REPORT_KEY,
@@ -107,7 +120,7 @@ class ReportPublisher:
         )
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
-        self._pending: dict[str, tuple[Any, threading.Timer]] = {}
+        self._pending: dict[str, tuple[Any, str | None, threading.Timer]] = {}
 
     def request(self, engine: Any, flow_run_id: str) -> None:
         """Ask for the run's report to be (re)published soon."""
@@ -119,7 +132,7 @@ class ReportPublisher:
             if now < due:
                 timer = threading.Timer(due - now, self._fire, args=(flow_run_id,))
                 timer.daemon = True
-                self._pending[flow_run_id] = (engine, timer)
+                self._pending[flow_run_id] = (engine, current_api_url(), timer)
                 timer.start()
                 return
             self._last[flow_run_id] = now
@@ -130,18 +143,31 @@ class ReportPublisher:
             pending = self._pending.pop(flow_run_id, None)
             self._last[flow_run_id] = time.monotonic()
         if pending is not None:
-            publish_flow_run_report(pending[0], flow_run_id)
+            engine, api_url, _ = pending
+            if api_url is not None:
+                publish_flow_run_report(engine, flow_run_id, api_url)
+            else:  # the ephemeral server lives in this process: use it as the run did
+                publish_flow_run_report(engine, flow_run_id)
 
-    def flush(self) -> None:
-        """Publish every pending report now (before a process or a Prefect server stops)."""
+    def flush(self, *, at_exit: bool = False) -> None:
+        """Publish every pending report now (before a process or a Prefect server stops).
+
+        At interpreter exit a report meant for an ephemeral in-process server is dropped:
+        reaching it would start a new server that outlives the process.
+        """
         with self._lock:
             pending = list(self._pending.items())
             self._pending.clear()
-        for flow_run_id, (engine, timer) in pending:
+        for flow_run_id, (engine, api_url, timer) in pending:
             timer.cancel()
             self._last[flow_run_id] = time.monotonic()
-            publish_flow_run_report(engine, flow_run_id)
+            if api_url is not None:
+                publish_flow_run_report(engine, flow_run_id, api_url)
+            elif not at_exit:
+                publish_flow_run_report(engine, flow_run_id)
+            else:
+                logger.debug("dropped the last report of flow run %s at exit", flow_run_id)
 
 
 report_publisher = ReportPublisher()
-atexit.register(report_publisher.flush)
+atexit.register(report_publisher.flush, at_exit=True)

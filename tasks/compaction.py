@@ -12,14 +12,17 @@ the same state gets the same child session back without asking the model again.
 
 from __future__ import annotations
 
-from storage import SessionStatus, TurnStatus, open_db, sessions, turns
+from typing import TYPE_CHECKING
+
+from storage import TurnStatus, open_db, turns
 
 from . import transcript
-from .context import RunContext
-from .errors import InvalidInput
-from .idempotency import digest, session_id_for, turn_key
-from .results import SessionTurn
-from .service import SessionService, _Plan, agent_fingerprint, validate_prompt
+from .idempotency import digest
+
+if TYPE_CHECKING:
+    from .context import RunContext
+    from .results import SessionTurn
+    from .service import SessionService
 
 SUMMARY_REQUEST = (
     "Summarise our conversation so far for a colleague who will continue it without seeing it: "
@@ -56,7 +59,7 @@ def conversation_point(service: SessionService, session_id: str) -> str | None:
                 continue
             if row.assistant_uuid:
                 return row.assistant_uuid
-    return service._last_point(session_id)
+    return service.head(session_id)
 
 
 def compaction_key(service: SessionService, session_id: str) -> str:
@@ -75,52 +78,8 @@ def compact(
 ) -> SessionTurn:
     """Start a fresh session carrying a summary of ``session_id``; archive the old one.
 
-    The new session has the old one's agent profile, origin ``compaction`` and the old session
-    as parent; the summary is its first prompt (one model turn). ``summary`` defaults to
-    `stored_brief` (no model call), read while the old session is claimed so no turn can slip
-    in between the summary and the archiving. ``idempotency_key`` defaults to the old session
-    and its current conversation point (see `compaction_key`). Compacting a session that is no
-    longer active (and was not compacted under this key) raises `InvalidInput`.
+    See `SessionService.compact`.
     """
-    if summary is not None and (not isinstance(summary, str) or not summary.strip()):
-        raise InvalidInput(f"the summary of session {session_id} is empty; not compacting it")
-    record = service._session(session_id)
-    profile = service._profile_of(record)
-    with service._claimed(session_id, ctx):
-        key = turn_key(
-            "compaction",
-            scope=service._scope(ctx, idempotency_key or compaction_key(service, session_id)),
-            source=session_id,
-            prompt="compaction",
-            agent=agent_fingerprint(profile),
-        )
-        if service._completed(key) is None:
-            status = service._session(session_id).status
-            if status != SessionStatus.active:
-                raise InvalidInput(
-                    f"session {session_id} is {status.value}; only active sessions are compacted"
-                )
-            if summary is None:
-                summary = stored_brief(service, session_id)
-            if not summary.strip():
-                raise InvalidInput(f"session {session_id} has no conversation to summarise")
-        target = session_id_for(key)
-        result = service._turn(
-            _Plan(
-                "compaction",
-                key,
-                target,
-                validate_prompt(compaction_prompt(summary or "(replayed)", session_id)),
-                profile,
-                {"session_id": target},
-                parent_id=session_id,
-                fork_point=service._last_point(session_id),
-                new_session=True,
-            ),
-            ctx,
-        )
-        if archive:
-            with open_db(service.store.engine) as db:
-                if sessions.get_session(db, session_id).status == SessionStatus.active:
-                    sessions.set_status(db, session_id, SessionStatus.archived)
-    return result
+    return service.compact(
+        session_id, summary, ctx=ctx, idempotency_key=idempotency_key, archive=archive
+    )

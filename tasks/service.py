@@ -32,6 +32,7 @@ from storage import (
     SessionNotFound,
     SessionOrigin,
     SessionRecord,
+    SessionStatus,
     SQLModelSessionStore,
     TurnRecord,
     TurnStatus,
@@ -45,6 +46,7 @@ from storage import (
 
 from . import events, transcript
 from .client_pool import default_pool
+from .compaction import compaction_key, compaction_prompt, stored_brief
 from .context import RunContext
 from .credentials import resolve_credentials
 from .errors import AgentError, InvalidInput, PermanentAgentError
@@ -405,6 +407,67 @@ class SessionService:
             events.emit("decision-recorded", session_id, payload={"key": key, "decision": row.id})
         return result
 
+    def compact(
+        self,
+        session_id: str,
+        summary: str | None = None,
+        *,
+        ctx: RunContext,
+        idempotency_key: str | None = None,
+        archive: bool = True,
+    ) -> SessionTurn:
+        """Start a fresh session carrying a summary of ``session_id``; archive the old one.
+
+        The new session has the old one's agent profile, origin ``compaction`` and the old session
+        as parent; the summary is its first prompt (one model turn). ``summary`` defaults to
+        `stored_brief` (no model call), read while the old session is claimed so no turn can slip
+        in between the summary and the archiving. ``idempotency_key`` defaults to the old session
+        and its current conversation point (see `compaction_key`). Compacting a session that is no
+        longer active (and was not compacted under this key) raises `InvalidInput`.
+        """
+        if summary is not None and (not isinstance(summary, str) or not summary.strip()):
+            raise InvalidInput(f"the summary of session {session_id} is empty; not compacting it")
+        record = self._session(session_id)
+        profile = self._profile_of(record)
+        with self._claimed(session_id, ctx):
+            key = turn_key(
+                "compaction",
+                scope=self._scope(ctx, idempotency_key or compaction_key(self, session_id)),
+                source=session_id,
+                prompt="compaction",
+                agent=agent_fingerprint(profile),
+            )
+            if self._completed(key) is None:
+                status = self._session(session_id).status
+                if status != SessionStatus.active:
+                    raise InvalidInput(
+                        f"session {session_id} is {status.value}; only active sessions are compacted"
+                    )
+                if summary is None:
+                    summary = stored_brief(self, session_id)
+                if not summary.strip():
+                    raise InvalidInput(f"session {session_id} has no conversation to summarise")
+            target = session_id_for(key)
+            result = self._turn(
+                _Plan(
+                    "compaction",
+                    key,
+                    target,
+                    validate_prompt(compaction_prompt(summary or "(replayed)", session_id)),
+                    profile,
+                    {"session_id": target},
+                    parent_id=session_id,
+                    fork_point=self._last_point(session_id),
+                    new_session=True,
+                ),
+                ctx,
+            )
+            if archive:
+                with open_db(self.store.engine) as db:
+                    if sessions.get_session(db, session_id).status == SessionStatus.active:
+                        sessions.set_status(db, session_id, SessionStatus.archived)
+        return result
+
     # ------------------------------------------------------------------ the turn protocol
 
     def _turn(self, plan: _Plan, ctx: RunContext) -> SessionTurn:
@@ -695,6 +758,10 @@ class SessionService:
         if plan.new_session:
             return None
         return self._last_point(plan.target_id)
+
+    def head(self, session_id: str) -> str | None:
+        """The session's conversation point: the transcript uuid of its latest answer."""
+        return self._last_point(session_id)
 
     def _last_point(self, session_id: str) -> str | None:
         with open_db(self.store.engine) as db:

@@ -14,7 +14,7 @@ def test_bursts_publish_once_then_once_more_after_the_interval(monkeypatch) -> N
     monkeypatch.setattr(
         artifacts,
         "publish_flow_run_report",
-        lambda engine, run: published.append((run, time.monotonic())),
+        lambda engine, run, api_url=None: published.append((run, time.monotonic())),
     )
     publisher = ReportPublisher(interval_s=0.5)
 
@@ -31,7 +31,9 @@ def test_bursts_publish_once_then_once_more_after_the_interval(monkeypatch) -> N
 def test_flush_publishes_what_is_pending_now(monkeypatch) -> None:
     published: list[str] = []
     monkeypatch.setattr(
-        artifacts, "publish_flow_run_report", lambda engine, run: published.append(run)
+        artifacts,
+        "publish_flow_run_report",
+        lambda engine, run, api_url=None: published.append(run),
     )
     publisher = ReportPublisher(interval_s=60)
 
