@@ -67,3 +67,42 @@ def database_url(request, tmp_path) -> Iterator[str]:
         yield url
     finally:
         drop_postgres_database(name)
+
+
+# --- a worker's world: the real CLI against the stand-in model, under a Prefect test harness ---
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory):
+    """The local stand-in model, one per test session (tests clear its log and faults)."""
+    from tasks.standin import StandinModel
+
+    log = tmp_path_factory.mktemp("standin") / "requests.jsonl"
+    with StandinModel(log_path=log) as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One in-process Prefect test server for the whole test session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def enter_worker_world(tmp_path, standin, database_url: str, monkeypatch):
+    """Make this test a worker: credentials pointing at the stand-in, an empty
+    CLAUDE_CONFIG_DIR, its own working directory and the store at ``database_url``."""
+    for name, value in standin.env().items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "claude-config"
+    config.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("CLAUDE_SESSIONS_DATABASE_URL", database_url)
+    monkeypatch.chdir(work)
+    standin.clear_requests()
+    standin.clear_faults()
+    return work

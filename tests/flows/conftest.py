@@ -1,7 +1,7 @@
 """Fixtures for the bundled flows: each flow runs in-process under a Prefect test harness, the
 real SDK and CLI talking to the stand-in model, the store on a fresh database per test.
 
-The stand-in and the harness are the ones `tests/sessions` uses (imported, not copied)."""
+The stand-in and the harness are the session-wide fixtures of `tests/conftest.py`."""
 
 from __future__ import annotations
 
@@ -21,38 +21,24 @@ from prefect.client.schemas.sorting import ArtifactSort
 
 from tasks.session_tasks import get_service
 from tasks.standin import StandinModel
-from tests.sessions.conftest import main_requests, prefect_harness, standin
+from tests.conftest import enter_worker_world
+from tests.sessions.conftest import main_requests
 
-__all__ = ["main_requests", "prefect_harness", "standin"]
-
-
-def _workspace(tmp_path: Path, standin: StandinModel, url: str, monkeypatch) -> Path:
-    for name, value in standin.env().items():
-        monkeypatch.setenv(name, value)
-    config = tmp_path / "claude-config"
-    config.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CLAUDE_SESSIONS_DATABASE_URL", url)
-    monkeypatch.chdir(work)
-    standin.clear_requests()
-    standin.clear_faults()
-    return work
+__all__ = ["main_requests"]
 
 
 @pytest.fixture
 def workspace(tmp_path, standin, sqlite_url, monkeypatch, prefect_harness) -> Path:
     """A worker's world with the store on SQLite (credentials for the stand-in, an empty
     CLAUDE_CONFIG_DIR, a working directory)."""
-    yield _workspace(tmp_path, standin, sqlite_url, monkeypatch)
+    yield enter_worker_world(tmp_path, standin, sqlite_url, monkeypatch)
     standin.clear_faults()
 
 
 @pytest.fixture
 def workspace_any_db(tmp_path, standin, database_url, monkeypatch, prefect_harness) -> Path:
     """Like ``workspace``, run once on SQLite and once on PostgreSQL."""
-    yield _workspace(tmp_path, standin, database_url, monkeypatch)
+    yield enter_worker_world(tmp_path, standin, database_url, monkeypatch)
     standin.clear_faults()
 
 

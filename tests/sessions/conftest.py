@@ -3,47 +3,19 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from tasks.standin import StandinModel
-
-
-@pytest.fixture(scope="session")
-def standin(tmp_path_factory) -> Iterator[StandinModel]:
-    log = tmp_path_factory.mktemp("standin") / "requests.jsonl"
-    with StandinModel(log_path=log) as model:
-        yield model
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+from tests.conftest import enter_worker_world
 
 
 @pytest.fixture
-def workspace(
-    tmp_path: Path, standin: StandinModel, database_url: str, monkeypatch, prefect_harness
-) -> Path:
-    """A worker's world: credentials pointing at the stand-in, an empty CLAUDE_CONFIG_DIR, a
-    working directory, and the store on SQLite or PostgreSQL (each test runs on both)."""
-    for name, value in standin.env().items():
-        monkeypatch.setenv(name, value)
-    config = tmp_path / "claude-config"
-    config.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CLAUDE_SESSIONS_DATABASE_URL", database_url)
-    monkeypatch.chdir(work)
-    standin.clear_requests()
-    standin.clear_faults()
-    yield work
+def workspace(tmp_path: Path, standin, database_url: str, monkeypatch, prefect_harness) -> Path:
+    """A worker's world (see `tests.conftest.enter_worker_world`), with the store on SQLite or
+    PostgreSQL: each test using it runs on both."""
+    yield enter_worker_world(tmp_path, standin, database_url, monkeypatch)
     standin.clear_faults()
 
 
@@ -69,6 +41,3 @@ def _is_tool_followup(request: dict) -> bool:
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content
     )
 
-
-def env_without(*names: str) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in names}
