@@ -20,8 +20,9 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from storage import SessionOrigin, SessionStatus, decisions, open_db, sessions
+from storage import SessionOrigin, SessionStatus, decisions, open_db, sessions, turns
 from tasks import SessionTurn, handoff_session, init_session, record_decision, resume_session
+from tasks.idempotency import digest
 from tasks.session_tasks import get_service
 
 from .profiles import SPECIALIST_FOR_CATEGORY, get_profile, team_profile
@@ -118,6 +119,19 @@ def triaged_emails(session_id: str | None) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in done.items() if "triage" in v}
 
 
+def opening_prompt_digest(session_id: str | None) -> str | None:
+    """The digest of the prompt that started the session (its init turn), if any.
+
+    The e-mail that opened the team session was sent by an init turn; a run that crashed before
+    recording its decision must replay that init on re-run, not resume with the e-mail again.
+    """
+    if session_id is None:
+        return None
+    with open_db(get_service().store.engine) as db:
+        first = next(iter(turns.list_turns(db, session_id)), None)
+    return first.prompt_digest if first is not None and first.operation == "init" else None
+
+
 @flow(name="email-triage", log_prints=True)
 def email_triage(
     team: str = "support",
@@ -142,6 +156,7 @@ def email_triage(
     # An e-mail seen in an earlier run (a scheduled run that sees it again, or a re-run after a
     # crash) is reported from its recorded decision: no model call, no second decision.
     done = triaged_emails(session_id)
+    opening = opening_prompt_digest(session_id)
     last: SessionTurn | None = None
     results: list[TriageResult] = []
     for index, email in enumerate(inbox, start=1):
@@ -150,7 +165,8 @@ def email_triage(
             results.append(_from_record(email.id, done[email.id]))
             update_progress_artifact(progress, progress=100.0 * index / len(inbox))
             continue
-        if session_id is None:
+        if session_id is None or digest(email.as_prompt()) == opening:
+            # Opens the team session, or replays the opening turn of a crashed earlier run.
             turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key)
         else:
             # By id, not by the previous turn: the turn key then depends only on the session

@@ -74,7 +74,9 @@ def current_api_url() -> str | None:
     return get_current_settings().api.url
 
 
-def publish_flow_run_report(engine: Any, flow_run_id: str, api_url: str | None = None) -> None:
+def publish_flow_run_report(
+    engine: Any, flow_run_id: str, api_url: str | None = None, *, at_exit: bool = False
+) -> None:
     """Create (a new version of) the run's lineage artifact now; never fails the caller.
 
     ``api_url`` pins the Prefect API (for publishing from a timer thread or at exit, outside the
@@ -100,7 +102,13 @@ def publish_flow_run_report(engine: Any, flow_run_id: str, api_url: str | None =
                 )
             )
     except Exception as exc:  # the report is a view; the turn itself is already recorded
-        logger.warning("could not publish the session report for flow run %s: %s", flow_run_id, exc)
+        # At exit the server is often gone already and log streams may be closed: say it quietly.
+        logger.log(
+            logging.DEBUG if at_exit else logging.WARNING,
+            "could not publish the session report for flow run %s: %s",
+            flow_run_id,
+            exc,
+        )
 
 
 class ReportPublisher:
@@ -162,7 +170,7 @@ class ReportPublisher:
             timer.cancel()
             self._last[flow_run_id] = time.monotonic()
             if api_url is not None:
-                publish_flow_run_report(engine, flow_run_id, api_url)
+                publish_flow_run_report(engine, flow_run_id, api_url, at_exit=at_exit)
             elif not at_exit:
                 publish_flow_run_report(engine, flow_run_id)
             else:

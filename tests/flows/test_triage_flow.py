@@ -106,3 +106,33 @@ def test_teams_have_separate_sessions_and_bad_team_names_fail(workspace, standin
     assert "lower-case" in state.message or "lower-case" in str(
         state.result(raise_on_failure=False)
     )
+
+
+def test_a_run_that_crashed_after_opening_the_session_does_not_resend_its_first_email(
+    workspace, standin
+):
+    """The first e-mail opens the team session with an init turn; if the run dies before the
+    decision is recorded, the re-run replays that init instead of resuming with the e-mail."""
+    from prefect import flow
+
+    from flows.profiles import team_profile
+    from tasks import init_session
+
+    first, second = load_inbox()[:2]
+
+    @flow
+    def crashed_run():
+        init_session(
+            first.as_prompt(), agent=team_profile("ops"), idempotency_key=f"triage:ops:{first.id}"
+        )
+
+    crashed_run()
+    results, _ = run_flow(email_triage, team="ops", emails=[first, second], hand_off=False)
+
+    prompts = [r["user_turns"][-1] for r in triage_requests(standin)]
+    assert prompts == [first.as_prompt(), second.as_prompt()]  # the first e-mail went out once
+    assert results[0].session_id == results[1].session_id
+    with open_db(engine()) as db:
+        logged = decisions.list_decisions(db, session_id=results[0].session_id, key="triage")
+        assert sorted(d.payload["email_id"] for d in logged) == [first.id, second.id]
+        assert sessions.get_session(db, results[0].session_id).turn_count == 2
