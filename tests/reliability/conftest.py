@@ -11,24 +11,10 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.testing.utilities import prefect_test_harness
 
 from storage import dispose_engines, open_db, sessions, turns
 from tasks.session_tasks import get_service
-from tasks.standin import StandinModel
-
-
-@pytest.fixture(scope="session")
-def standin(tmp_path_factory) -> Iterator[StandinModel]:
-    log = tmp_path_factory.mktemp("standin") / "requests.jsonl"
-    with StandinModel(log_path=log) as model:
-        yield model
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+from tasks.standin import StandinModel  # the standin/prefect_harness fixtures: tests/conftest.py
 
 
 def _world(tmp_path: Path, standin: StandinModel, url: str, monkeypatch) -> Path:
