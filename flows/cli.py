@@ -656,6 +656,46 @@ def purge_command(
         _consoles.err.print(f"[yellow]skipped[/] {s['id']}: {s['reason']}", highlight=False)
 
 
+@app.command("rotate-key")
+@cli_errors
+def rotate_key_command(
+    database: DatabaseOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-encrypt every sealed value with the newest key of CLAUDE_SESSIONS_ENCRYPTION_KEY.
+
+    Put the new key first in the list and keep the old ones after it until this has run; then
+    the old keys can be removed (see docs/SECURITY.md).
+    """
+    from storage.rotation import reencrypt_all
+
+    url = store_url(database)
+    done: dict[str, int] = {}
+
+    def progress(column: str, rows: int) -> None:
+        done[column] = rows
+        if not as_json:
+            _consoles.err.print(f"{column}: {rows} rows checked", highlight=False)
+
+    report = reencrypt_all(url, progress=progress)
+    if as_json:
+        emit_json(
+            {
+                "resealed": report.resealed,
+                "sealed": report.sealed,
+                "current": report.current,
+                "changed": report.changed,
+            }
+        )
+        return
+    _consoles.out.print(
+        f"re-encrypted {sum(report.resealed.values())} values from older keys, sealed "
+        f"{sum(report.sealed.values())} values that were in clear, "
+        f"{sum(report.current.values())} already current",
+        highlight=False,
+    )
+
+
 @app.command("demo")
 def demo_command(
     database: DatabaseOpt = None,
