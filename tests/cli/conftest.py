@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from prefect import flow
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from storage import dispose_engines
@@ -39,16 +38,15 @@ class FilledStore:
 
 
 @pytest.fixture(scope="module")
-def cli_world(tmp_path_factory) -> Iterator[Path]:
-    """Stand-in model, Prefect test harness, empty CLAUDE_CONFIG_DIR and a working directory."""
+def cli_world(tmp_path_factory, standin: StandinModel, prefect_harness) -> Iterator[Path]:
+    """The session-wide stand-in model and Prefect test harness (one per test session: several
+    harnesses in one process confuse Prefect's event workers), an empty CLAUDE_CONFIG_DIR and a
+    working directory."""
     base = tmp_path_factory.mktemp("cli-world")
     (base / "config").mkdir()
     (base / "work").mkdir()
-    with (
-        StandinModel(log_path=base / "standin.jsonl") as model,
-        pytest.MonkeyPatch.context() as mp,
-        prefect_test_harness(server_startup_timeout=120),
-    ):
+    model = standin
+    with pytest.MonkeyPatch.context() as mp:
         for name, value in model.env().items():
             mp.setenv(name, value)
         mp.setenv("CLAUDE_CONFIG_DIR", str(base / "config"))
