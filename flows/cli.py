@@ -233,7 +233,7 @@ def lineage(db: Session, sid: str) -> dict[str, Any]:
     nodes: dict[str, dict[str, Any]] = {}
     top: dict[str, Any] = {}
     for depth, record in sessions.lineage_tree(db, root):
-        node = {
+        node: dict[str, Any] = {
             "id": record.id,
             "agent": record.agent_name,
             "origin": record.origin.value,

@@ -359,6 +359,7 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
             model_label = "Claude (credentials from the environment)"
             console.print(f"[green]model[/]   {model_label}")
 
+        ui_url: str | None
         if server is not None:
             server = ready_server(server, settings)
             api_url, ui_url = server.api_url, server.ui_url
@@ -439,9 +440,9 @@ def drain_prefect_workers() -> None:
             result = APILogWorker.instance().drain()
             if inspect.isawaitable(result):
                 await result
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
+        drained = EventsWorker.drain_all()
+        if inspect.isawaitable(drained):
+            await drained
 
     from tasks.artifacts import report_publisher
 

@@ -27,7 +27,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlmodel import col, select
 
 from storage import SessionRecord, SessionStatus, open_db
 from tasks import resume_session
@@ -105,8 +105,8 @@ def measure_sessions(agent: str | None = None) -> list[SessionSize]:
         if agent:
             query = query.where(SessionRecord.agent_name == agent)
         query = query.order_by(
-            sa.desc(SessionRecord.transcript_bytes),  # type: ignore[arg-type]
-            SessionRecord.id,  # type: ignore[arg-type]
+            sa.desc(col(SessionRecord.transcript_bytes)),
+            col(SessionRecord.id),
         )
         return [_size(r) for r in db.exec(query).all()]
 

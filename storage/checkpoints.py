@@ -10,7 +10,7 @@ from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .errors import CheckpointNotFound, SessionNotFound
 from .ids import validate_session_id
-from .models import CheckpointRecord, SessionRecord
+from .models import CheckpointRecord, SessionRecord, table_of
 
 
 def create_checkpoint(
@@ -30,7 +30,7 @@ def create_checkpoint(
         raise ValueError("a checkpoint needs the transcript uuid it points at")
     new_id = str(uuid.uuid4())
     db.execute(
-        insert_ignoring_conflicts(CheckpointRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+        insert_ignoring_conflicts(table_of(CheckpointRecord), db.get_bind().dialect.name).values(
             id=new_id,
             session_id=sid,
             transcript_uuid=transcript_uuid,

@@ -10,9 +10,9 @@ from sqlmodel import Session
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .ids import validate_session_id
-from .models import SessionClaim
+from .models import SessionClaim, table_of
 
-claims_t: sa.Table = SessionClaim.__table__  # type: ignore[assignment]
+claims_t: sa.Table = table_of(SessionClaim)
 
 
 def claim_session(db: Session, session_id: str, *, holder: str, ttl_seconds: float) -> bool:

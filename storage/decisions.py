@@ -15,7 +15,7 @@ from .dialect import insert_ignoring_conflicts
 from .encryption import SEALED_KEY, is_sealed_document
 from .errors import SessionNotFound
 from .ids import validate_session_id
-from .models import DecisionRecord, SessionRecord
+from .models import DecisionRecord, SessionRecord, table_of
 
 
 def record_decision(
@@ -52,9 +52,10 @@ def record_decision(
             "reserves for encrypted payloads"
         )
     new_id = str(uuid.uuid4())
+    decisions_t = table_of(DecisionRecord)
     result = db.execute(
-        insert_ignoring_conflicts(DecisionRecord.__table__, db.get_bind().dialect.name)
-        .values(  # type: ignore[arg-type]
+        insert_ignoring_conflicts(decisions_t, db.get_bind().dialect.name)
+        .values(
             id=new_id,
             session_id=sid,
             flow_run_id=flow_run_id,
@@ -63,7 +64,7 @@ def record_decision(
             idempotency_key=idempotency_key,
             created_at=utcnow(),
         )
-        .returning(DecisionRecord.__table__.c.id)  # type: ignore[attr-defined]
+        .returning(decisions_t.c.id)
     )
     created = result.first() is not None  # a row comes back only if it was inserted
     if idempotency_key is None or created:

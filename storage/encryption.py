@@ -20,7 +20,7 @@ import functools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -78,7 +78,8 @@ def _keys_from_block(name: str) -> MultiFernet:
     def load() -> Any:
         from prefect.blocks.system import Secret
 
-        return Secret.load(name).get()
+        # no event loop on this thread: load returns the block, not a coroutine
+        return cast("Secret[Any]", Secret.load(name)).get()
 
     # On a thread of its own: Block.load dispatches on a running event loop.
     try:
@@ -137,7 +138,7 @@ def required_keys(keys: MultiFernet | None = None) -> MultiFernet:
     return found
 
 
-def is_sealed(text: object) -> bool:
+def is_sealed(text: object) -> TypeGuard[str]:
     return isinstance(text, str) and text.startswith(SEALED_PREFIX)
 
 

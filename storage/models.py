@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -67,6 +67,11 @@ def _enum(cls: type[enum.Enum]) -> sa.Enum:
 
 def _time(**kw: Any) -> Any:
     return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model: SQLModel does not declare ``__table__`` to type checkers."""
+    return cast(sa.Table, sa.inspect(model).local_table)
 
 
 class SessionRecord(SQLModel, table=True):
@@ -233,4 +238,5 @@ __all__ = [
     "TranscriptKey",
     "TurnRecord",
     "TurnStatus",
+    "table_of",
 ]

@@ -13,7 +13,7 @@ import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import sqlalchemy as sa
@@ -127,17 +127,18 @@ class SQLModelSessionStore(SessionStore):
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """All entries of ``key`` in append order, or None if it was never written."""
         skey = _store_key(key)
-        return await self._in_thread(transcripts.load_entries, skey, self.codec)  # type: ignore[return-value]
+        loaded = await self._in_thread(transcripts.load_entries, skey, self.codec)
+        return cast("list[SessionStoreEntry] | None", loaded)  # the JSON dicts the SDK appended
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         """Main transcripts of ``project_key`` with their storage mtime (epoch ms)."""
         pk = validate_key_part(project_key, "project_key")
-        return await self._in_thread(transcripts.list_main_keys, pk)  # type: ignore[return-value]
+        return await self._in_thread(transcripts.list_main_keys, pk)
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
         """The incrementally folded summaries of ``project_key``'s main transcripts."""
         pk = validate_key_part(project_key, "project_key")
-        return await self._in_thread(transcripts.list_summaries, pk)  # type: ignore[return-value]
+        return await self._in_thread(transcripts.list_summaries, pk)
 
     async def delete(self, key: SessionKey) -> None:
         """Delete a transcript; a main key cascades to its subagent subkeys."""

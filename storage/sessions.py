@@ -6,13 +6,13 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .errors import SessionNotFound
 from .ids import validate_session_id
-from .models import SessionOrigin, SessionRecord, SessionStatus
+from .models import SessionOrigin, SessionRecord, SessionStatus, table_of
 
 
 def create_session(
@@ -38,7 +38,7 @@ def create_session(
         raise SessionNotFound(parent)
     now = utcnow()
     db.execute(
-        insert_ignoring_conflicts(SessionRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+        insert_ignoring_conflicts(table_of(SessionRecord), db.get_bind().dialect.name).values(
             id=sid,
             project_key=project_key,
             agent_name=agent_name,
@@ -91,8 +91,8 @@ def list_sessions(
     if updated_before is not None:
         query = query.where(SessionRecord.updated_at < updated_before)
     query = query.order_by(
-        sa.desc(SessionRecord.created_at),  # type: ignore[arg-type]
-        sa.desc(SessionRecord.id),  # type: ignore[arg-type]
+        sa.desc(col(SessionRecord.created_at)),
+        sa.desc(col(SessionRecord.id)),
     )
     if limit is not None:
         query = query.limit(limit)

@@ -14,17 +14,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from claude_agent_sdk._internal.session_summary import fold_session_summary
+from claude_agent_sdk.types import SessionStoreListEntry, SessionSummaryEntry
 
 from .codec import EncodedEntry, EntryCodec, UndecodableEntry
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .engine import READ_ONLY
 from .errors import CorruptEntry, StorageError
-from .models import SessionRecord, TranscriptEntry, TranscriptKey
+from .models import SessionRecord, TranscriptEntry, TranscriptKey, table_of
 
-keys_t: sa.Table = TranscriptKey.__table__  # type: ignore[assignment]
-entries_t: sa.Table = TranscriptEntry.__table__  # type: ignore[assignment]
-sessions_t: sa.Table = SessionRecord.__table__  # type: ignore[assignment]
+keys_t = table_of(TranscriptKey)
+entries_t = table_of(TranscriptEntry)
+sessions_t = table_of(SessionRecord)
 
 _IN_CHUNK = 500  # bound parameters per IN (...) lookup
 
@@ -190,7 +191,7 @@ def load_entries(
         raise CorruptEntry(key.session_id, rows[exc.index].seq, exc.reason, key.subpath) from None
 
 
-def list_main_keys(engine: sa.Engine, project_key: str) -> list[dict[str, Any]]:
+def list_main_keys(engine: sa.Engine, project_key: str) -> list[SessionStoreListEntry]:
     """``[{session_id, mtime}]`` of the project's main transcripts."""
     with engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
         rows = conn.execute(
@@ -201,7 +202,7 @@ def list_main_keys(engine: sa.Engine, project_key: str) -> list[dict[str, Any]]:
     return [{"session_id": r.session_id, "mtime": r.mtime_ms} for r in rows]
 
 
-def list_summaries(engine: sa.Engine, project_key: str) -> list[dict[str, Any]]:
+def list_summaries(engine: sa.Engine, project_key: str) -> list[SessionSummaryEntry]:
     """The project's summary sidecars: ``[{session_id, mtime, data}]`` (mtime = list_sessions mtime)."""
     with engine.connect().execution_options(**READ_ONLY) as conn, conn.begin():
         rows = conn.execute(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
 from .errors import SessionNotFound, StorageError
 from .ids import validate_session_id
-from .models import SessionRecord, TurnRecord, TurnStatus
+from .models import SessionRecord, TurnRecord, TurnStatus, table_of
 
 
 def begin_turn(
@@ -30,7 +30,7 @@ def begin_turn(
     """
     sid = validate_session_id(session_id)
     db.execute(
-        insert_ignoring_conflicts(TurnRecord.__table__, db.get_bind().dialect.name).values(  # type: ignore[arg-type]
+        insert_ignoring_conflicts(table_of(TurnRecord), db.get_bind().dialect.name).values(
             idempotency_key=idempotency_key,
             session_id=sid,
             flow_run_id=flow_run_id,
@@ -167,7 +167,7 @@ def latest_completed_turn(db: Session, session_id: str) -> TurnRecord | None:
     query = (
         select(TurnRecord)
         .where(TurnRecord.session_id == sid, TurnRecord.status == TurnStatus.completed)
-        .order_by(TurnRecord.started_at.desc(), TurnRecord.id.desc())  # type: ignore[attr-defined]
+        .order_by(col(TurnRecord.started_at).desc(), col(TurnRecord.id).desc())
         .limit(1)
     )
     return db.exec(query).first()

@@ -8,11 +8,11 @@ registers the block type (``prefect block register -m tasks.credentials``).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
 from tasks.errors import REDACTED, MissingCredentials, register_secret
 
@@ -65,8 +65,8 @@ class ClaudeCredentials(Block):
 
     _block_type_name = "Claude Credentials"
     _block_type_slug = "claude-credentials"
-    _logo_url = "https://www.anthropic.com/images/icons/apple-touch-icon.png"
-    _documentation_url = "https://docs.anthropic.com/en/docs/claude-code/sdk/sdk-overview"
+    _logo_url = HttpUrl("https://www.anthropic.com/images/icons/apple-touch-icon.png")
+    _documentation_url = HttpUrl("https://docs.anthropic.com/en/docs/claude-code/sdk/sdk-overview")
     _description = "API key (and optional base URL) for the Claude Agent SDK / Claude Code CLI."
 
     api_key: SecretStr = Field(
@@ -94,14 +94,17 @@ class ClaudeCredentials(Block):
 
 def _load_block(name: str) -> ClaudeCredentials:
     try:
-        block = ClaudeCredentials.load(name, _sync=True)
+        # _sync=True: the synchronous load even inside an event loop (async_dispatch accepts it
+        # at run time, its typed signature does not show it)
+        load_sync = cast("Callable[..., ClaudeCredentials]", ClaudeCredentials.load)
+        block = load_sync(name, _sync=True)
     except ValueError as exc:
         raise MissingCredentials(
             f"no Claude Credentials block named {name!r} could be loaded "
             f"({type(exc).__name__}); create it with ClaudeCredentials(api_key=...).save({name!r}) "
             "or set ANTHROPIC_API_KEY"
         ) from None
-    return block  # type: ignore[return-value]
+    return block
 
 
 def resolve_credentials(

@@ -40,4 +40,3 @@ def _is_tool_followup(request: dict) -> bool:
     return isinstance(content, list) and any(
         isinstance(b, dict) and b.get("type") == "tool_result" for b in content
     )
-
