@@ -14,7 +14,7 @@ def test_bursts_publish_once_then_once_more_after_the_interval(monkeypatch) -> N
     monkeypatch.setattr(
         artifacts,
         "publish_flow_run_report",
-        lambda engine, run, api_url=None: published.append((run, time.monotonic())),
+        lambda engine, run, *args, **kwargs: published.append((run, time.monotonic())),
     )
     publisher = ReportPublisher(interval_s=0.5)
 
@@ -33,7 +33,7 @@ def test_flush_publishes_what_is_pending_now(monkeypatch) -> None:
     monkeypatch.setattr(
         artifacts,
         "publish_flow_run_report",
-        lambda engine, run, api_url=None: published.append(run),
+        lambda engine, run, *args, **kwargs: published.append(run),
     )
     publisher = ReportPublisher(interval_s=60)
 
