@@ -333,26 +333,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def process_tree(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def classify(cmdline: str) -> str:
     if "prefect" in cmdline and "server" in cmdline:
         return "prefect_server"
@@ -379,7 +359,9 @@ class RssSampler:
         me = os.getpid()
         parts = {"python": _rss_kib(me), "cli": 0, "prefect_server": 0, "other": 0}
         clis = 0
-        for pid in process_tree(me):
+        from tests.e2e.harness import descendants
+
+        for pid in descendants(me):
             kind = classify(_cmdline(pid))
             parts[kind] += _rss_kib(pid)
             clis += kind == "cli"
