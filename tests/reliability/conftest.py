@@ -15,17 +15,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from storage import dispose_engines, open_db, sessions, turns
 from tasks.session_tasks import get_service
 from tasks.standin import StandinModel  # the standin/prefect_harness fixtures: tests/conftest.py
+from tests.conftest import enter_worker_world
 
 
 def _world(tmp_path: Path, standin: StandinModel, url: str, monkeypatch) -> Path:
-    for name, value in standin.env().items():
-        monkeypatch.setenv(name, value)
-    config = tmp_path / "claude-config"
-    config.mkdir()
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
-    monkeypatch.setenv("CLAUDE_SESSIONS_DATABASE_URL", url)
+    work = enter_worker_world(tmp_path, standin, url, monkeypatch)
     # One CLI-level retry at most, so Prefect's retries are what the tests see.
     monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "1")
     for name in (
@@ -34,9 +28,6 @@ def _world(tmp_path: Path, standin: StandinModel, url: str, monkeypatch) -> Path
         "CLAUDE_SESSIONS_REDACT",
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(work)
-    standin.clear_requests()
-    standin.clear_faults()
     return work
 
 
