@@ -58,7 +58,3 @@ def prompt_uuid_for(key: str, attempt: int = 0) -> str:
     suffix = "" if attempt == 0 else f":{attempt}"
     return str(uuid.uuid5(NAMESPACE, f"prompt:{key}{suffix}"))
 
-
-def record_id_for(kind: str, key: str) -> str:
-    """Deterministic id for a keyed checkpoint or decision record."""
-    return str(uuid.uuid5(NAMESPACE, f"{kind}:{key}"))
