@@ -83,7 +83,6 @@ def test_fork_branches_without_touching_the_parent_and_runs_in_parallel(workspac
         forks = fork_session.map(unmapped(base), approaches)
         return base, [f.result() for f in forks]
 
-    parent_entries_before = None
     base, forks = explore()
 
     assert len({f.session_id for f in forks}) == 3
