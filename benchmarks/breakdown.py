@@ -1,5 +1,5 @@
 """Where a task turn's time goes: wall-clock timers wrapped around the steps of
-`tasks.service.SessionService` and `tasks.session_tasks` for the duration of a ``with`` block.
+`prefect_claude_sessions.tasks.service.SessionService` and `prefect_claude_sessions.tasks.session_tasks` for the duration of a ``with`` block.
 
 The wrappers are installed on module attributes at run time (nothing in ``tasks/`` or
 ``storage/`` is changed) and removed afterwards. Components may nest (the SDK's session-store
@@ -20,23 +20,43 @@ from typing import Any
 
 # (label, module path, attribute path, nested inside another component?)
 TARGETS: list[tuple[str, str, str, bool]] = [
-    ("runtime turn (CLI + model)", "tasks.service", "run_turn_sync", False),
-    ("lineage artifact", "tasks.artifacts", "publish_flow_run_report", False),
-    ("event emit", "tasks.events", "emit", False),
-    ("credentials", "tasks.service", "resolve_credentials", False),
-    ("relocate (localise)", "tasks.service", "SessionService._localise", False),
-    ("claim + release", "storage.claims", "claim_session", False),
-    ("claim + release", "storage.claims", "release_session", False),
-    ("turn lookup (idempotency)", "tasks.service", "SessionService._completed", False),
-    ("session + profile read", "tasks.service", "SessionService._session", False),
-    ("head lookup", "tasks.service", "SessionService._head", False),
-    ("turn rows (begin/complete)", "storage.turns", "begin_turn", False),
-    ("turn rows (begin/complete)", "storage.turns", "complete_turn", False),
-    ("turn rows (begin/complete)", "storage.turns", "find_turn", False),
-    ("session row create", "storage.sessions", "create_session", False),
+    ("runtime turn (CLI + model)", "prefect_claude_sessions.tasks.service", "run_turn_sync", False),
+    (
+        "lineage artifact",
+        "prefect_claude_sessions.tasks.artifacts",
+        "publish_flow_run_report",
+        False,
+    ),
+    ("event emit", "prefect_claude_sessions.tasks.events", "emit", False),
+    ("credentials", "prefect_claude_sessions.tasks.service", "resolve_credentials", False),
+    (
+        "relocate (localise)",
+        "prefect_claude_sessions.tasks.service",
+        "SessionService._localise",
+        False,
+    ),
+    ("claim + release", "prefect_claude_sessions.storage.claims", "claim_session", False),
+    ("claim + release", "prefect_claude_sessions.storage.claims", "release_session", False),
+    (
+        "turn lookup (idempotency)",
+        "prefect_claude_sessions.tasks.service",
+        "SessionService._completed",
+        False,
+    ),
+    (
+        "session + profile read",
+        "prefect_claude_sessions.tasks.service",
+        "SessionService._session",
+        False,
+    ),
+    ("head lookup", "prefect_claude_sessions.tasks.service", "SessionService._head", False),
+    ("turn rows (begin/complete)", "prefect_claude_sessions.storage.turns", "begin_turn", False),
+    ("turn rows (begin/complete)", "prefect_claude_sessions.storage.turns", "complete_turn", False),
+    ("turn rows (begin/complete)", "prefect_claude_sessions.storage.turns", "find_turn", False),
+    ("session row create", "prefect_claude_sessions.storage.sessions", "create_session", False),
     (
         "store mirror appends (inside the turn)",
-        "storage.session_store",
+        "prefect_claude_sessions.storage.session_store",
         "SQLModelSessionStore.append",
         True,
     ),

@@ -208,7 +208,7 @@ def postgres_database(prefix: str = "cs_bench") -> Iterator[str]:
     try:
         yield url
     finally:
-        from storage import dispose_engines
+        from prefect_claude_sessions.storage import dispose_engines
 
         dispose_engines()
         drop_postgres_database(name)
@@ -218,7 +218,7 @@ def postgres_database(prefix: str = "cs_bench") -> Iterator[str]:
 def store_database(kind: str, tmp: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'sessions.db'}"
-        from storage import dispose_engines
+        from prefect_claude_sessions.storage import dispose_engines
 
         dispose_engines()
     elif kind == "postgres":
@@ -238,7 +238,7 @@ def worker_env(tmp: Path, database_url: str | None = None) -> Iterator[Any]:
 
     Yields the `StandinModel`; restores the environment and cwd afterwards.
     """
-    from tasks.standin import StandinModel
+    from prefect_claude_sessions.tasks.standin import StandinModel
 
     saved_env = dict(os.environ)
     saved_cwd = os.getcwd()
@@ -304,7 +304,7 @@ def _flush_prefect_clients() -> None:
 
 def close_default_pool() -> None:
     """Disconnect the warm clients the tasks kept (the CLI children), if any."""
-    from tasks.client_pool import default_pool
+    from prefect_claude_sessions.tasks.client_pool import default_pool
 
     with contextlib.suppress(Exception):
         default_pool().close()

@@ -44,7 +44,7 @@ def unlock_forks() -> None:
     (valid here only: this benchmark never runs two turns on one session at once)."""
     import asyncio as _asyncio
 
-    from tasks.client_pool import ClientPool
+    from prefect_claude_sessions.tasks.client_pool import ClientPool
 
     ClientPool._lock = lambda self, session_id: _asyncio.Lock()  # type: ignore[method-assign]
 
@@ -52,9 +52,8 @@ def unlock_forks() -> None:
 def run(ns: list[int], reps: int, store_kind: str) -> dict:
     os.environ.setdefault("CLAUDE_SESSIONS_POOL_SIZE", str(max(ns) + 2))
     from prefect import flow, unmapped
-
-    from tasks import AgentProfile, fork_session, init_session
-    from tasks.client_pool import default_pool
+    from prefect_claude_sessions.tasks import AgentProfile, fork_session, init_session
+    from prefect_claude_sessions.tasks.client_pool import default_pool
 
     with tempdir("bench-fork-") as tmp_name:
         tmp = Path(tmp_name)

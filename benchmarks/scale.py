@@ -57,7 +57,7 @@ def _timed(fn, repeats: int) -> list[float]:
 
 def measure(store, project: str, session_ids: list[str], profile_name: str, rng, repeats: int):
     """Load and listing latencies over the current contents of the database."""
-    from storage import open_db, sessions
+    from prefect_claude_sessions.storage import open_db, sessions
 
     picks = [rng.choice(session_ids) for _ in range(repeats)]
     it = iter(picks)
@@ -92,7 +92,7 @@ def measure(store, project: str, session_ids: list[str], profile_name: str, rng,
 
 def resume_turns(session_ids: list[str], rng, n: int) -> list[float]:
     """Real resume turns on random sessions (each on a cold CLI: no warm client exists)."""
-    from tasks import resume_session
+    from prefect_claude_sessions.tasks import resume_session
 
     out = []
     for i in range(n):
@@ -183,11 +183,10 @@ def bulk_clone(engine, template_id: str, count: int) -> tuple[list[str], float]:
 
 def run(sessions_total: int, entries_target: int, repeats: int, resumes: int) -> dict:
     from claude_agent_sdk import project_key_for_directory
-
-    from storage import open_db
-    from tasks import AgentProfile
-    from tasks.context import RunContext
-    from tasks.session_tasks import get_service
+    from prefect_claude_sessions.storage import open_db
+    from prefect_claude_sessions.tasks import AgentProfile
+    from prefect_claude_sessions.tasks.context import RunContext
+    from prefect_claude_sessions.tasks.session_tasks import get_service
 
     rng = random.Random(7)
     per_session = math.ceil(entries_target / sessions_total)

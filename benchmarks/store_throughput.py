@@ -32,9 +32,9 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from claude_agent_sdk import InMemorySessionStore
+from prefect_claude_sessions.storage import SQLModelSessionStore, dispose_engines
 
 from benchmarks.common import base_parser, figure, loadavg, write_result
-from storage import SQLModelSessionStore, dispose_engines
 
 ADMIN_DSN = os.environ.get(
     "CLAUDE_SESSIONS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -59,8 +59,8 @@ def generate_inbox(n: int, tag: str) -> list[dict]:
 
 
 def run(sizes: list[int], store_kind: str) -> dict:
-    from flows.profiles import TRIAGE_PROMPT
-    from flows.triage import Email, email_triage
+    from prefect_claude_sessions.flows.profiles import TRIAGE_PROMPT
+    from prefect_claude_sessions.flows.triage import Email, email_triage
 
     results: dict = {"flow": {}, "baselines": {}}
     with tempdir("bench-triage-") as tmp_name:

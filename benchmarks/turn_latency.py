@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 from claude_agent_sdk._cli_version import __cli_version__
 from claude_agent_sdk._version import __version__ as sdk_version
-
-from tasks.client_pool import ClientPool
-from tasks.runtime import run_turn, user_message
-from tasks.standin import StandinModel
+from prefect_claude_sessions.tasks.client_pool import ClientPool
+from prefect_claude_sessions.tasks.runtime import run_turn, user_message
+from prefect_claude_sessions.tasks.standin import StandinModel
 
 
 def _summary(samples: list[float]) -> dict[str, float]:

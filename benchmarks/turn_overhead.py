@@ -53,10 +53,9 @@ WARM = ("warm_bare_client", "warm_runtime_pool", "warm_task_fn", "warm_task")
 def run(rounds: int, store_kind: str) -> dict:
     os.environ.setdefault("CLAUDE_SESSIONS_POOL_SIZE", "8")
     from prefect import flow
-
-    from tasks import AgentProfile, init_session, resume_session
-    from tasks.client_pool import default_pool
-    from tasks.runtime import run_turn_sync
+    from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
+    from prefect_claude_sessions.tasks.client_pool import default_pool
+    from prefect_claude_sessions.tasks.runtime import run_turn_sync
 
     with tempdir("bench-overhead-") as tmp_name:
         tmp = Path(tmp_name)
@@ -140,7 +139,7 @@ def run(rounds: int, store_kind: str) -> dict:
                     }
                 # what-if: the same warm turns without the per-turn lineage artifact (the
                 # report lists every turn of the flow run, so it grows with the run)
-                from tasks.artifacts import report_publisher
+                from prefect_claude_sessions.tasks.artifacts import report_publisher
 
                 publish = report_publisher.request
                 report_publisher.request = lambda *a, **k: None  # type: ignore[method-assign]

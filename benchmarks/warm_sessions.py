@@ -36,8 +36,7 @@ SYSTEM_PROMPT = "You are a benchmark agent."
 
 def run(turns: int, reps: int, store_kind: str) -> dict:
     from prefect import flow
-
-    from tasks import AgentProfile, init_session, resume_session
+    from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
 
     with tempdir("bench-warm-") as tmp_name:
         tmp = Path(tmp_name)

@@ -21,17 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import sqlalchemy.exc
 import typer
-from rich import box
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
-from sqlmodel import Session
-
-from storage import (
+from prefect_claude_sessions.storage import (
     SessionRecord,
     SessionStatus,
     SQLModelSessionStore,
@@ -44,9 +34,18 @@ from storage import (
     sessions,
     turns,
 )
-from storage.config import masked_url
-from storage.ids import validate_session_id
-from tasks.artifacts import render_lineage
+from prefect_claude_sessions.storage.config import masked_url
+from prefect_claude_sessions.storage.ids import validate_session_id
+from prefect_claude_sessions.tasks.artifacts import render_lineage
+from rich import box
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+from sqlmodel import Session
 
 app = typer.Typer(
     name="claude-sessions",
@@ -667,7 +666,7 @@ def rotate_key_command(
     Put the new key first in the list and keep the old ones after it until this has run; then
     the old keys can be removed (see docs/SECURITY.md).
     """
-    from storage.rotation import reencrypt_all
+    from prefect_claude_sessions.storage.rotation import reencrypt_all
 
     url = store_url(database)
     done: dict[str, int] = {}
@@ -710,7 +709,7 @@ def demo_command(
 ) -> None:
     """Run the whole product locally: triage a sample inbox (with handoffs to specialists),
     explore three approaches in parallel forks, and show the result and the dashboard."""
-    from flows.demo import DemoError, DemoSettings, run_demo
+    from prefect_claude_sessions.flows.demo import DemoError, DemoSettings, run_demo
 
     settings = DemoSettings(database_url=database, port=port, keep_open=keep_open, verbose=verbose)
     try:

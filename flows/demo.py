@@ -31,12 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from prefect_claude_sessions.storage import (
+    database_url,
+    decisions,
+    get_engine,
+    open_db,
+    sessions,
+    turns,
+)
+from prefect_claude_sessions.storage.config import DATABASE_URL_ENV, masked_url, sessions_home
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
-
-from storage import database_url, decisions, get_engine, open_db, sessions, turns
-from storage.config import DATABASE_URL_ENV, masked_url, sessions_home
 
 DEMO_TEAM = "demo"
 DEMO_PROBLEM = (
@@ -106,7 +112,7 @@ class DemoReport:
 def credentials_configured(environ: dict[str, str] | None = None) -> bool:
     """True if the CLI can reach Claude without the stand-in (the same sources `tasks.credentials`
     reads: API key or auth token, a credentials block name, or another CLI auth method)."""
-    from tasks.credentials import BLOCK_ENV_VAR, PASSTHROUGH_AUTH
+    from prefect_claude_sessions.tasks.credentials import BLOCK_ENV_VAR, PASSTHROUGH_AUTH
 
     env = os.environ if environ is None else environ
     names = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", BLOCK_ENV_VAR, *PASSTHROUGH_AUTH)
@@ -338,7 +344,7 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
         env: dict[str, str] = {DATABASE_URL_ENV: url}
         standin_url = None
         if use_standin:
-            from tasks.standin import StandinModel
+            from prefect_claude_sessions.tasks.standin import StandinModel
 
             model = StandinModel(log_path=home / "demo" / "standin-requests.jsonl")
             model.start()
@@ -444,7 +450,7 @@ def drain_prefect_workers() -> None:
         if inspect.isawaitable(drained):
             await drained
 
-    from tasks.artifacts import report_publisher
+    from prefect_claude_sessions.tasks.artifacts import report_publisher
 
     report_publisher.flush()  # the runs' last lineage reports, while the server is up
     try:
@@ -455,7 +461,7 @@ def drain_prefect_workers() -> None:
 
 def close_warm_clients() -> None:
     """Disconnect the warm Claude Code CLIs the session tasks kept (no process is left behind)."""
-    from tasks.client_pool import default_pool
+    from prefect_claude_sessions.tasks.client_pool import default_pool
 
     default_pool().close()
 
@@ -472,7 +478,7 @@ def quiet_prefect_console() -> None:
 def demo_inbox(tag: str) -> list[Any]:
     """The bundled sample inbox, its message ids made unique to this demo run, so each run adds
     new e-mails to the team's long-lived triage session."""
-    from flows.triage import load_inbox
+    from prefect_claude_sessions.flows.triage import load_inbox
 
     return [e.model_copy(update={"id": f"{e.id}-{tag}"}) for e in load_inbox()]
 
@@ -508,8 +514,8 @@ def run_flow(
 
 
 def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
-    from flows.explore import explore_approaches
-    from flows.triage import email_triage
+    from prefect_claude_sessions.flows.explore import explore_approaches
+    from prefect_claude_sessions.flows.triage import email_triage
 
     started_at = datetime.now(timezone.utc)
     clock = time.monotonic()
@@ -587,7 +593,7 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
 
 
 def render_report(report: DemoReport, console: Console) -> None:
-    from flows.cli import lineage, lineage_tree_view
+    from prefect_claude_sessions.flows.cli import lineage, lineage_tree_view
 
     console.rule("[bold]claude-sessions demo: summary")
     origins: dict[str, int] = {}

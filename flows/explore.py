@@ -6,16 +6,15 @@ from typing import Any
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
-from pydantic import BaseModel
-
-from tasks import (
+from prefect_claude_sessions.tasks import (
     Checkpoint,
     SessionTurn,
     fork_session,
     init_session,
     record_decision,
 )
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks.session_tasks import get_service
+from pydantic import BaseModel
 
 from .profiles import get_profile
 

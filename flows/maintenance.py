@@ -26,15 +26,14 @@ import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect_claude_sessions.storage import SessionRecord, SessionStatus, open_db
+from prefect_claude_sessions.tasks import resume_session
+from prefect_claude_sessions.tasks.compaction import SUMMARY_REQUEST, compact, compaction_key
+from prefect_claude_sessions.tasks.context import current_run
+from prefect_claude_sessions.tasks.errors import should_retry
+from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
-
-from storage import SessionRecord, SessionStatus, open_db
-from tasks import resume_session
-from tasks.compaction import SUMMARY_REQUEST, compact, compaction_key
-from tasks.context import current_run
-from tasks.errors import should_retry
-from tasks.session_tasks import get_service
 
 SIZES_KEY = "session-sizes"
 REPORT_KEY = "session-maintenance"
@@ -155,7 +154,7 @@ def purge_transcript(session_id: str) -> str:
         with ThreadPoolExecutor(max_workers=1) as pool:
             pool.submit(delete).result()
     with open_db(store.engine) as db:
-        from storage import sessions
+        from prefect_claude_sessions.storage import sessions
 
         sessions.set_status(db, session_id, SessionStatus.purged)
     return session_id

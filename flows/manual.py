@@ -11,10 +11,8 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from pydantic import BaseModel
-
-from storage import checkpoints, decisions, open_db, sessions, turns
-from tasks import (
+from prefect_claude_sessions.storage import checkpoints, decisions, open_db, sessions, turns
+from prefect_claude_sessions.tasks import (
     Checkpoint,
     SessionTurn,
     checkpoint_session,
@@ -23,8 +21,9 @@ from tasks import (
     resume_session,
     rewind_session,
 )
-from tasks.artifacts import render_lineage
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks.artifacts import render_lineage
+from prefect_claude_sessions.tasks.session_tasks import get_service
+from pydantic import BaseModel
 
 from .profiles import get_profile
 

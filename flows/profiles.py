@@ -6,7 +6,7 @@ name fails with the list of known ones.
 
 from __future__ import annotations
 
-from tasks.profile import AgentProfile
+from prefect_claude_sessions.tasks.profile import AgentProfile
 
 TRIAGE_PROMPT = """You are the triage agent of a customer support team.
 For every e-mail: decide its category (technical, billing, account, sales or general) and its

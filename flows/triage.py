@@ -19,12 +19,24 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect_claude_sessions.storage import (
+    SessionOrigin,
+    SessionStatus,
+    decisions,
+    open_db,
+    sessions,
+    turns,
+)
+from prefect_claude_sessions.tasks import (
+    SessionTurn,
+    handoff_session,
+    init_session,
+    record_decision,
+    resume_session,
+)
+from prefect_claude_sessions.tasks.idempotency import digest
+from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel, Field
-
-from storage import SessionOrigin, SessionStatus, decisions, open_db, sessions, turns
-from tasks import SessionTurn, handoff_session, init_session, record_decision, resume_session
-from tasks.idempotency import digest
-from tasks.session_tasks import get_service
 
 from .profiles import SPECIALIST_FOR_CATEGORY, get_profile, team_profile
 

@@ -1,7 +1,7 @@
 """Durable Claude Agent SDK sessions as Prefect tasks.
 
 ```python
-from tasks import AgentProfile, init_session, resume_session, fork_session, handoff_session
+from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session, fork_session, handoff_session
 turn = init_session("Customer: database down!", agent=AgentProfile(name="triage", system_prompt="..."))
 ```
 

@@ -10,7 +10,7 @@ import time
 from typing import Any
 from uuid import UUID
 
-from storage import SessionRecord, open_db, sessions, turns
+from prefect_claude_sessions.storage import SessionRecord, open_db, sessions, turns
 
 logger = logging.getLogger("claude_sessions")
 

@@ -44,9 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
-
-from tasks.errors import AgentError, InvalidInput, TransientAgentError, classify_error
-from tasks.runtime import TurnOutcome, drive_turn
+from prefect_claude_sessions.tasks.errors import (
+    AgentError,
+    InvalidInput,
+    TransientAgentError,
+    classify_error,
+)
+from prefect_claude_sessions.tasks.runtime import TurnOutcome, drive_turn
 
 __all__ = ["ClientPool", "default_pool", "options_fingerprint"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from storage import TurnStatus, open_db, turns
+from prefect_claude_sessions.storage import TurnStatus, open_db, turns
 
 from . import transcript
 from .idempotency import digest

@@ -2,7 +2,7 @@
 Prefect block. Keys never appear in logs, reprs or error messages.
 
 This module is the ``prefect.collections`` entry point of the distribution, so Prefect
-registers the block type (``prefect block register -m tasks.credentials``).
+registers the block type (``prefect block register -m prefect_claude_sessions.tasks.credentials``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from prefect.blocks.core import Block
+from prefect_claude_sessions.tasks.errors import REDACTED, MissingCredentials, register_secret
 from pydantic import Field, HttpUrl, SecretStr
-
-from tasks.errors import REDACTED, MissingCredentials, register_secret
 
 __all__ = ["ClaudeCredentials", "MissingCredentials", "SecretEnv", "resolve_credentials"]
 
@@ -57,7 +56,7 @@ class ClaudeCredentials(Block):
 
     Example:
         ```python
-        from tasks.credentials import ClaudeCredentials
+        from prefect_claude_sessions.tasks.credentials import ClaudeCredentials
         ClaudeCredentials(api_key="sk-ant-...").save("claude")
         creds = ClaudeCredentials.load("claude")
         ```

@@ -305,7 +305,7 @@ def classify_error(
 def _storage_cause(exc: BaseException) -> BaseException | None:
     """The store's own error in ``exc``'s cause chain (the SDK wraps SessionStore failures in
     ``RuntimeError``), or None."""
-    from storage import StorageError
+    from prefect_claude_sessions.storage import StorageError
 
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -320,7 +320,7 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
 def _storage_error(exc: BaseException, **kw: Any) -> AgentError:
     """A store failure as an agent error: a database that is down or a busy session may
     recover; a missing session, bad id, damaged entry or missing key will not."""
-    from storage import DatabaseUnavailable, SessionBusy, StorageError
+    from prefect_claude_sessions.storage import DatabaseUnavailable, SessionBusy, StorageError
 
     if isinstance(exc, DatabaseUnavailable):
         return TransientAgentError(str(exc), kind="database_unavailable", **kw)

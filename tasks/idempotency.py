@@ -57,4 +57,3 @@ def prompt_uuid_for(key: str, attempt: int = 0) -> str:
     keeps it verbatim), so a crashed turn's prompt and answer can be found in the stored transcript."""
     suffix = "" if attempt == 0 else f":{attempt}"
     return str(uuid.uuid5(NAMESPACE, f"prompt:{key}{suffix}"))
-

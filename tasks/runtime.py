@@ -26,10 +26,8 @@ from claude_agent_sdk import (
     TextBlock,
     UserMessage,
 )
-from pydantic import BaseModel, Field
-
-from tasks.credentials import credentials_present
-from tasks.errors import (
+from prefect_claude_sessions.tasks.credentials import credentials_present
+from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,
     MissingCredentials,
@@ -39,9 +37,10 @@ from tasks.errors import (
     classify_result,
     scrub,
 )
+from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
-    from tasks.client_pool import ClientPool
+    from prefect_claude_sessions.tasks.client_pool import ClientPool
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
 

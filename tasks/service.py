@@ -10,7 +10,7 @@ Every prompt-sending operation follows one protocol (`SessionService._turn`):
    the answer and the record), recover it from there instead of asking again;
 5. otherwise run the turn, mirroring the transcript into the store, and record the result.
 
-The Prefect tasks in `tasks.session_tasks` are thin wrappers over this class.
+The Prefect tasks in `prefect_claude_sessions.tasks.session_tasks` are thin wrappers over this class.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, project_key_for_directory
-
-from storage import (
+from prefect_claude_sessions.storage import (
     SessionBusy,
     SessionNotFound,
     SessionOrigin,

@@ -16,8 +16,7 @@ from prefect import Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import task_run as runtime_task_run
 from prefect.tasks import exponential_backoff
-
-from storage import SQLModelSessionStore, database_url
+from prefect_claude_sessions.storage import SQLModelSessionStore, database_url
 
 from .artifacts import report_publisher
 from .context import current_run

@@ -75,7 +75,7 @@ def database_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def standin(tmp_path_factory):
     """The local stand-in model, one per test session (tests clear its log and faults)."""
-    from tasks.standin import StandinModel
+    from prefect_claude_sessions.tasks.standin import StandinModel
 
     log = tmp_path_factory.mktemp("standin") / "requests.jsonl"
     with StandinModel(log_path=log) as model:

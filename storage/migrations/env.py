@@ -7,10 +7,9 @@ Normally run by :func:`storage.schema.upgrade_to_head`, which hands over an open
 
 from __future__ import annotations
 
+import prefect_claude_sessions.storage.models  # noqa: F401  (registers the tables)
 from alembic import context
 from sqlmodel import SQLModel
-
-import storage.models  # noqa: F401  (registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -28,7 +27,7 @@ def _configure_and_run(connection) -> None:
 
 
 def run_offline() -> None:
-    from storage.config import database_url
+    from prefect_claude_sessions.storage.config import database_url
 
     context.configure(
         url=config.get_main_option("sqlalchemy.url") or database_url(),
@@ -44,8 +43,8 @@ def run_online() -> None:
     if connection is not None:
         _configure_and_run(connection)
         return
-    from storage.config import database_url
-    from storage.engine import create_engine_for
+    from prefect_claude_sessions.storage.config import database_url
+    from prefect_claude_sessions.storage.engine import create_engine_for
 
     engine = create_engine_for(config.get_main_option("sqlalchemy.url") or database_url())
     try:

@@ -1,4 +1,4 @@
-"""``python -m tasks.standin --port 8765 --log requests.jsonl``: run the stand-in model."""
+"""``python -m prefect_claude_sessions.tasks.standin --port 8765 --log requests.jsonl``: run the stand-in model."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import signal
 import sys
 import threading
 
-from tasks.standin.server import StandinModel
+from prefect_claude_sessions.tasks.standin.server import StandinModel
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tasks.standin",
+        prog="python -m prefect_claude_sessions.tasks.standin",
         description="Local stand-in for the Anthropic Messages API (tests and offline demo only).",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -27,20 +27,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
-
-from tasks.standin.brains import answer
-from tasks.standin.faults import FaultBook, fault_from_dict
-from tasks.standin.protocol import (
+from prefect_claude_sessions.tasks.standin.brains import answer
+from prefect_claude_sessions.tasks.standin.faults import FaultBook, fault_from_dict
+from prefect_claude_sessions.tasks.standin.protocol import (
     error_body,
     estimate_tokens,
     message_json,
     parse_request,
     sse_events,
 )
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import os
 import re
 from typing import Any
 
-from tasks.standin.protocol import ParsedRequest, Reply
+from prefect_claude_sessions.tasks.standin.protocol import ParsedRequest, Reply
 
 # --- triage --------------------------------------------------------------------------------
 

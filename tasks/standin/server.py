@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 import uvicorn
-
-from tasks.standin.app import RequestLog, create_app
-from tasks.standin.faults import Fault, FaultBook
+from prefect_claude_sessions.tasks.standin.app import RequestLog, create_app
+from prefect_claude_sessions.tasks.standin.faults import Fault, FaultBook
 
 #: The dummy key the stand-in hands out; any value works, the stand-in never checks it.
 STANDIN_API_KEY = "sk-standin-not-a-real-key"

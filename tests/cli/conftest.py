@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 from prefect import flow
-from typer.testing import CliRunner
-
-from storage import dispose_engines
-from tasks import (
+from prefect_claude_sessions.storage import dispose_engines
+from prefect_claude_sessions.tasks import (
     AgentProfile,
     checkpoint_session,
     fork_session,
@@ -20,7 +18,8 @@ from tasks import (
     init_session,
     record_decision,
 )
-from tasks.standin import StandinModel
+from prefect_claude_sessions.tasks.standin import StandinModel
+from typer.testing import CliRunner
 
 ECHO = AgentProfile(name="echo", system_prompt="You are a careful assistant.")
 BILLING = AgentProfile(

@@ -8,8 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from flows.cli import app
+from prefect_claude_sessions.flows.cli import app
 
 from .conftest import FilledStore
 

@@ -14,8 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-
-from storage import SessionOrigin, decisions, dispose_engines, open_db, sessions
+from prefect_claude_sessions.storage import (
+    SessionOrigin,
+    decisions,
+    dispose_engines,
+    open_db,
+    sessions,
+)
 
 pytestmark = [pytest.mark.cli, pytest.mark.e2e, pytest.mark.slow]
 

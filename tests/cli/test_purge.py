@@ -7,9 +7,8 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from flows.cli import app
-from storage import (
+from prefect_claude_sessions.flows.cli import app
+from prefect_claude_sessions.storage import (
     SessionNotFound,
     SessionStatus,
     SQLModelSessionStore,

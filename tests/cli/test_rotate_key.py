@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import uuid
 
+from prefect_claude_sessions.flows.cli import app
+from prefect_claude_sessions.storage import decisions, generate_key, open_db, sessions
+from prefect_claude_sessions.storage.encryption import ENCRYPTION_KEY_ENV
 from typer.testing import CliRunner
-
-from flows.cli import app
-from storage import decisions, generate_key, open_db, sessions
-from storage.encryption import ENCRYPTION_KEY_ENV
 
 runner = CliRunner()
 

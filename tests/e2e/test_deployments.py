@@ -21,11 +21,18 @@ from pathlib import Path
 import pytest
 import yaml
 from claude_agent_sdk import project_key_for_directory
+from prefect_claude_sessions.flows.triage import load_inbox
+from prefect_claude_sessions.storage import (
+    SessionOrigin,
+    SessionStatus,
+    decisions,
+    dispose_engines,
+    open_db,
+    sessions,
+)
+from prefect_claude_sessions.storage import get_engine as store_engine
+from prefect_claude_sessions.tasks.standin import StandinModel
 
-from flows.triage import load_inbox
-from storage import SessionOrigin, SessionStatus, decisions, dispose_engines, open_db, sessions
-from storage import get_engine as store_engine
-from tasks.standin import StandinModel
 from tests.conftest import drop_postgres_database, make_postgres_database
 from tests.e2e.harness import (
     REPO_ROOT,
@@ -106,7 +113,7 @@ def deployed(
         [
             sys.executable,
             "-m",
-            "tasks.standin",
+            "prefect_claude_sessions.tasks.standin",
             "--port",
             str(port),
             "--log",
@@ -162,7 +169,7 @@ def test_prefect_yaml_deploys_every_flow(deployed: Deployed):
         assert "claude-sessions" in deployment["tags"], name
         assert deployment["description"], name
     triage = deployed.deployments[TRIAGE]
-    assert triage["entrypoint"] == "flows.triage:email_triage"
+    assert triage["entrypoint"] == "prefect_claude_sessions.flows.triage:email_triage"
     assert triage["parameters"]["team"] == "support"
     assert [s["schedule"]["cron"] for s in triage["schedules"]] == ["*/15 * * * 1-5"]
     maintenance = deployed.deployments["session-maintenance/nightly-maintenance"]

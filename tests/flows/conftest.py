@@ -18,9 +18,9 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
 )
 from prefect.client.schemas.sorting import ArtifactSort
+from prefect_claude_sessions.tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks.standin import StandinModel
 
-from tasks.session_tasks import get_service
-from tasks.standin import StandinModel
 from tests.conftest import enter_worker_world
 from tests.sessions.conftest import main_requests
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 from prefect import flow
-
-from flows import manual
-from flows.explore import explore_approaches
-from flows.profiles import get_profile
-from storage import SessionOrigin, checkpoints, decisions, open_db, sessions, turns
-from tasks import init_session
+from prefect_claude_sessions.flows import manual
+from prefect_claude_sessions.flows.explore import explore_approaches
+from prefect_claude_sessions.flows.profiles import get_profile
+from prefect_claude_sessions.storage import (
+    SessionOrigin,
+    checkpoints,
+    decisions,
+    open_db,
+    sessions,
+    turns,
+)
+from prefect_claude_sessions.tasks import init_session
 
 from .conftest import artifacts, engine, main_requests, run_flow
 

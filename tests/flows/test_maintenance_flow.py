@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 from prefect import flow
-
-from flows.maintenance import REPORT_KEY, SIZES_KEY, session_maintenance
-from storage import (
+from prefect_claude_sessions.flows.maintenance import REPORT_KEY, SIZES_KEY, session_maintenance
+from prefect_claude_sessions.storage import (
     SessionNotFound,
     SessionOrigin,
     SessionStatus,
@@ -15,10 +14,15 @@ from storage import (
     sessions,
     turns,
 )
-from tasks import AgentProfile, init_session, record_decision, resume_session
-from tasks.compaction import SUMMARY_REQUEST, compact
-from tasks.context import RunContext
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks import (
+    AgentProfile,
+    init_session,
+    record_decision,
+    resume_session,
+)
+from prefect_claude_sessions.tasks.compaction import SUMMARY_REQUEST, compact
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import artifacts, engine, main_requests, run_flow
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from flows.profiles import SPECIALIST_FOR_CATEGORY
-from flows.triage import Email, email_triage, load_inbox
-from storage import SessionOrigin, decisions, open_db, sessions
+from prefect_claude_sessions.flows.profiles import SPECIALIST_FOR_CATEGORY
+from prefect_claude_sessions.flows.triage import Email, email_triage, load_inbox
+from prefect_claude_sessions.storage import SessionOrigin, decisions, open_db, sessions
 
 from .conftest import artifacts, engine, main_requests, run_flow, triage_requests
 
@@ -114,9 +113,8 @@ def test_a_run_that_crashed_after_opening_the_session_does_not_resend_its_first_
     """The first e-mail opens the team session with an init turn; if the run dies before the
     decision is recorded, the re-run replays that init instead of resuming with the e-mail."""
     from prefect import flow
-
-    from flows.profiles import team_profile
-    from tasks import init_session
+    from prefect_claude_sessions.flows.profiles import team_profile
+    from prefect_claude_sessions.tasks import init_session
 
     first, second = load_inbox()[:2]
 

@@ -11,10 +11,12 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect_claude_sessions.storage import dispose_engines, open_db, sessions, turns
+from prefect_claude_sessions.tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks.standin import (
+    StandinModel,
+)  # the standin/prefect_harness fixtures: tests/conftest.py
 
-from storage import dispose_engines, open_db, sessions, turns
-from tasks.session_tasks import get_service
-from tasks.standin import StandinModel  # the standin/prefect_harness fixtures: tests/conftest.py
 from tests.conftest import enter_worker_world
 
 

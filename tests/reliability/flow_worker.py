@@ -13,8 +13,7 @@ import json
 import sys
 
 from prefect import flow
-
-from tasks import AgentProfile, init_session, resume_session
+from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
 
 ECHO = AgentProfile(name="echo", system_prompt="You are a careful assistant.")
 

@@ -18,10 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prefect import flow
 from prefect.exceptions import ParameterTypeError
-
-from flows import manual
-from flows.profiles import UnknownProfile
-from storage import (
+from prefect_claude_sessions.flows import manual
+from prefect_claude_sessions.flows.profiles import UnknownProfile
+from prefect_claude_sessions.storage import (
     CorruptEntry,
     InvalidSessionId,
     SessionNotFound,
@@ -32,11 +31,17 @@ from storage import (
     open_db,
     sessions,
 )
-from tasks import AgentProfile, checkpoint_session, fork_session, init_session, resume_session
-from tasks.client_pool import default_pool
-from tasks.context import RunContext
-from tasks.errors import InvalidInput
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks import (
+    AgentProfile,
+    checkpoint_session,
+    fork_session,
+    init_session,
+    resume_session,
+)
+from prefect_claude_sessions.tasks.client_pool import default_pool
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.errors import InvalidInput
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import main_requests, store_state, task_runs_of
 
@@ -190,7 +195,7 @@ ID_LIKE = st.one_of(
 @given(value=ID_LIKE)
 def test_any_string_as_a_session_id_is_refused_or_not_found(sqlite_url, value):
     store = SQLModelSessionStore(sqlite_url)
-    from tasks.service import SessionService
+    from prefect_claude_sessions.tasks.service import SessionService
 
     service = SessionService(store)
     with open_db(store.engine) as db:

@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prefect import flow
-
-from storage import claims, open_db
-from tasks import AgentProfile, init_session, resume_session
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.storage import claims, open_db
+from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import requests_for, store_state, stored_conversation, wait_for
 

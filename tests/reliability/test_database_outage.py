@@ -10,10 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from prefect import flow
-
-from storage import DatabaseUnavailable, dispose_engines
-from tasks import AgentProfile, init_session, resume_session
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.storage import DatabaseUnavailable, dispose_engines
+from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import main_requests, requests_for, store_state, stored_conversation, wait_for
 from .private_postgres import PrivatePostgres
@@ -105,6 +104,6 @@ def test_the_database_goes_away_mid_turn_and_comes_back(
 
 
 def _ctx():
-    from tasks.context import RunContext
+    from prefect_claude_sessions.tasks.context import RunContext
 
     return RunContext(flow_run_id=None, task_run_id=None)

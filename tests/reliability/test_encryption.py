@@ -14,8 +14,7 @@ import pytest
 import sqlalchemy as sa
 from prefect import flow
 from prefect.blocks.system import Secret
-
-from storage import (
+from prefect_claude_sessions.storage import (
     CorruptEntry,
     EncryptionError,
     SQLModelSessionStore,
@@ -27,9 +26,15 @@ from storage import (
     sessions,
     turns,
 )
-from storage.encryption import reset_key_cache
-from tasks import AgentProfile, checkpoint_session, init_session, record_decision, resume_session
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.storage.encryption import reset_key_cache
+from prefect_claude_sessions.tasks import (
+    AgentProfile,
+    checkpoint_session,
+    init_session,
+    record_decision,
+    resume_session,
+)
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 KEY_ENV = "CLAUDE_SESSIONS_ENCRYPTION_KEY"
 ECHO = AgentProfile(name="echo", system_prompt="You are a careful assistant.")

@@ -9,9 +9,8 @@ import itertools
 import pytest
 from prefect import flow
 from prefect.runtime import flow_run
-
-from tasks import AgentProfile, init_session, resume_session
-from tasks.errors import PermanentAgentError
+from prefect_claude_sessions.tasks import AgentProfile, init_session, resume_session
+from prefect_claude_sessions.tasks.errors import PermanentAgentError
 
 from .conftest import answered, requests_for, store_state, stored_conversation, task_run_named
 

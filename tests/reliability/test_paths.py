@@ -18,11 +18,16 @@ import pytest
 import sqlalchemy as sa
 from claude_agent_sdk import ClaudeAgentOptions, project_key_for_directory
 from claude_agent_sdk._internal.session_resume import materialize_resume_session
-
-from storage import CheckpointNotFound, InvalidSessionId, SQLModelSessionStore, checkpoints, open_db
-from storage.models import TranscriptEntry, TranscriptKey
-from tasks.context import RunContext
-from tasks.service import SessionService
+from prefect_claude_sessions.storage import (
+    CheckpointNotFound,
+    InvalidSessionId,
+    SQLModelSessionStore,
+    checkpoints,
+    open_db,
+)
+from prefect_claude_sessions.storage.models import TranscriptEntry, TranscriptKey
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.service import SessionService
 
 CTX = RunContext(flow_run_id=None, task_run_id=None)
 HOSTILE_IDS = ["../../etc/passwd", "..", "a/b", "a\\b", "/abs", "x\x00y", "."]

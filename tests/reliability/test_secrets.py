@@ -21,10 +21,14 @@ from prefect.client.schemas.filters import (
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
-
-from storage import decisions, dispose_engines, open_db
-from tasks import AgentProfile, init_session, record_decision, resume_session
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.storage import decisions, dispose_engines, open_db
+from prefect_claude_sessions.tasks import (
+    AgentProfile,
+    init_session,
+    record_decision,
+    resume_session,
+)
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import task_runs_of
 

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions
-
-from tasks.client_pool import ClientPool
-from tasks.profile import AgentProfile
-from tasks.standin import StandinModel
+from prefect_claude_sessions.tasks.client_pool import ClientPool
+from prefect_claude_sessions.tasks.profile import AgentProfile
+from prefect_claude_sessions.tasks.standin import StandinModel
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,7 @@ import pytest
 from claude_agent_sdk import CLIConnectionError, CLINotFoundError, ProcessError, ResultMessage
 from claude_agent_sdk._errors import ResultError
 from prefect.states import Completed, Failed
-
-from tasks.errors import (
+from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,
     MissingCredentials,
@@ -21,7 +20,7 @@ from tasks.errors import (
     scrub,
     should_retry,
 )
-from tasks.runtime import TurnOutcome
+from prefect_claude_sessions.tasks.runtime import TurnOutcome
 
 
 @pytest.mark.parametrize(

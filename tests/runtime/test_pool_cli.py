@@ -8,10 +8,9 @@ import signal
 import time
 
 import pytest
-
-from tasks.client_pool import ClientPool
-from tasks.errors import TransientAgentError
-from tasks.runtime import run_turn, run_turn_sync
+from prefect_claude_sessions.tasks.client_pool import ClientPool
+from prefect_claude_sessions.tasks.errors import TransientAgentError
+from prefect_claude_sessions.tasks.runtime import run_turn, run_turn_sync
 
 pytestmark = pytest.mark.cli
 

@@ -6,12 +6,15 @@ import logging
 
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions
+from prefect_claude_sessions.tasks import credentials as creds_mod
+from prefect_claude_sessions.tasks.credentials import (
+    ClaudeCredentials,
+    SecretEnv,
+    resolve_credentials,
+)
+from prefect_claude_sessions.tasks.errors import MissingCredentials, PermanentAgentError
+from prefect_claude_sessions.tasks.profile import PERMISSION_MODES, AgentProfile
 from pydantic import SecretStr, ValidationError
-
-from tasks import credentials as creds_mod
-from tasks.credentials import ClaudeCredentials, SecretEnv, resolve_credentials
-from tasks.errors import MissingCredentials, PermanentAgentError
-from tasks.profile import PERMISSION_MODES, AgentProfile
 
 MARKER = "sk-ant-api03-LEAKMARKER0123456789"
 

@@ -8,17 +8,16 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from tasks.client_pool import ClientPool
-from tasks.errors import (
+from prefect_claude_sessions.tasks.client_pool import ClientPool
+from prefect_claude_sessions.tasks.errors import (
     InvalidInput,
     MissingCredentials,
     PermanentAgentError,
     TransientAgentError,
     should_retry,
 )
-from tasks.profile import AgentProfile
-from tasks.runtime import TurnOutcome, run_turn
+from prefect_claude_sessions.tasks.profile import AgentProfile
+from prefect_claude_sessions.tasks.runtime import TurnOutcome, run_turn
 
 pytestmark = pytest.mark.cli
 

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tasks.standin import RemoteStandin, StandinModel, create_app, triage
-from tasks.standin.app import RequestLog
-from tasks.standin.faults import FaultBook
+from prefect_claude_sessions.tasks.standin import RemoteStandin, StandinModel, create_app, triage
+from prefect_claude_sessions.tasks.standin.app import RequestLog
+from prefect_claude_sessions.tasks.standin.faults import FaultBook
 
 BILLING = "x-anthropic-billing-header: cc_version=2.1.332; cc_entrypoint=sdk-py;"
 PREAMBLE = "You are a Claude agent, built on Anthropic's Claude Agent SDK."
@@ -356,7 +355,15 @@ def test_model_in_a_thread_with_remote_control_and_log_file(tmp_path: Path) -> N
 def test_runs_as_a_command(tmp_path: Path) -> None:
     log = tmp_path / "cmd.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tasks.standin", "--port", "0", "--log", str(log)],
+        [
+            sys.executable,
+            "-m",
+            "prefect_claude_sessions.tasks.standin",
+            "--port",
+            "0",
+            "--log",
+            str(log),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

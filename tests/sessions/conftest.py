@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prefect_claude_sessions.tasks.standin import StandinModel
 
-from tasks.standin import StandinModel
 from tests.conftest import enter_worker_world
 
 

@@ -12,9 +12,9 @@ import json
 import os
 import sys
 
-from storage import turns
-from tasks.context import RunContext
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.storage import turns
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 
 def main() -> None:

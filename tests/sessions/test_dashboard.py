@@ -16,9 +16,14 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.runtime import flow_run
-
-from tasks import AgentProfile, checkpoint_session, handoff_session, init_session, record_decision
-from tasks.artifacts import REPORT_KEY, report_publisher
+from prefect_claude_sessions.tasks import (
+    AgentProfile,
+    checkpoint_session,
+    handoff_session,
+    init_session,
+    record_decision,
+)
+from prefect_claude_sessions.tasks.artifacts import REPORT_KEY, report_publisher
 
 pytestmark = [pytest.mark.cli]
 

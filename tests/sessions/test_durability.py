@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from claude_agent_sdk import project_key_for_directory
-
-from storage import (
+from prefect_claude_sessions.storage import (
     CheckpointNotFound,
     InvalidSessionId,
     SessionBusy,
@@ -27,11 +26,11 @@ from storage import (
     sessions,
     turns,
 )
-from tasks import AgentProfile
-from tasks.context import RunContext
-from tasks.errors import InvalidInput
-from tasks.service import SessionService
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks import AgentProfile
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.errors import InvalidInput
+from prefect_claude_sessions.tasks.service import SessionService
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import main_requests, prompts_sent
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from tasks import artifacts
-from tasks.artifacts import ReportPublisher
+from prefect_claude_sessions.tasks import artifacts
+from prefect_claude_sessions.tasks.artifacts import ReportPublisher
 
 
 def test_bursts_publish_once_then_once_more_after_the_interval(monkeypatch) -> None:

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import pytest
 from prefect import flow, unmapped
-
-from storage import SessionOrigin, TurnStatus, checkpoints, decisions, open_db, sessions, turns
-from tasks import (
+from prefect_claude_sessions.storage import (
+    SessionOrigin,
+    TurnStatus,
+    checkpoints,
+    decisions,
+    open_db,
+    sessions,
+    turns,
+)
+from prefect_claude_sessions.tasks import (
     AgentProfile,
     checkpoint_session,
     fork_session,
@@ -17,7 +24,7 @@ from tasks import (
     resume_session,
     rewind_session,
 )
-from tasks.session_tasks import get_service
+from prefect_claude_sessions.tasks.session_tasks import get_service
 
 from .conftest import main_requests, prompts_sent
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from tasks import transcript
+from prefect_claude_sessions.tasks import transcript
 
 
 def user(uuid: str, text: str, **extra) -> dict:

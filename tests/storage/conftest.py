@@ -6,8 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-
-from storage import SQLModelSessionStore, dispose_engines, get_engine
+from prefect_claude_sessions.storage import SQLModelSessionStore, dispose_engines, get_engine
 
 
 @pytest.fixture(autouse=True)

@@ -8,8 +8,7 @@ import uuid
 import psycopg
 import pytest
 import sqlalchemy as sa
-
-from storage import (
+from prefect_claude_sessions.storage import (
     DatabaseReadOnly,
     DatabaseUnavailable,
     InvalidEntry,
@@ -22,7 +21,8 @@ from storage import (
     open_db,
     sessions,
 )
-from storage import transcripts as transcripts_module
+from prefect_claude_sessions.storage import transcripts as transcripts_module
+
 from tests.conftest import POSTGRES_ADMIN_DSN
 
 K = {"project_key": "-proj", "session_id": "6f1c9b8e-0000-4000-8000-000000000001"}

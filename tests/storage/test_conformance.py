@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from claude_agent_sdk.testing import run_session_store_conformance
+from prefect_claude_sessions.storage import SQLModelSessionStore
+from prefect_claude_sessions.storage.session_store import SessionStore
 
-from storage import SQLModelSessionStore
-from storage.session_store import SessionStore
 from tests.storage.conftest import wipe_transcripts
 
 OPTIONAL = ("list_sessions", "list_session_summaries", "delete", "list_subkeys")

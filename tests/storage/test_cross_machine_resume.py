@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
 from claude_agent_sdk._internal.sessions import project_key_for_directory
+from prefect_claude_sessions.storage import SQLModelSessionStore
 
-from storage import SQLModelSessionStore
 from tests.storage.messages_server import MessagesServer
 
 pytestmark = pytest.mark.cli

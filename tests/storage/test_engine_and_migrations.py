@@ -12,13 +12,12 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from prefect_claude_sessions.storage import SQLModelSessionStore, database_url, get_engine, open_db
+from prefect_claude_sessions.storage import sessions as session_rows
+from prefect_claude_sessions.storage.config import masked_url
+from prefect_claude_sessions.storage.engine import create_engine_for
+from prefect_claude_sessions.storage.schema import alembic_config, head_revision
 from sqlmodel import SQLModel
-
-import storage
-from storage import database_url, get_engine, open_db
-from storage.config import masked_url
-from storage.engine import create_engine_for
-from storage.schema import alembic_config, head_revision
 
 EXPECTED_TABLES = {
     "alembic_version",
@@ -71,7 +70,7 @@ def test_postgres_columns_are_jsonb_and_timestamptz(postgres_url) -> None:
 
 
 def _start(url: str) -> str:
-    from storage import get_engine as ge
+    from prefect_claude_sessions.storage import get_engine as ge
 
     with ge(url).connect() as conn:
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
@@ -103,7 +102,7 @@ def test_sqlite_writer_waits_for_another_process_lock_instead_of_failing(sqlite_
     threading.Timer(0.5, lambda: other.execute("COMMIT")).start()
     started = time.perf_counter()
     with open_db(sqlite_url) as db:
-        from storage import SessionOrigin, sessions
+        from prefect_claude_sessions.storage import SessionOrigin, sessions
 
         sessions.create_session(
             db,
@@ -114,7 +113,7 @@ def test_sqlite_writer_waits_for_another_process_lock_instead_of_failing(sqlite_
         )
     assert time.perf_counter() - started >= 0.4  # it waited for the lock...
     with open_db(sqlite_url) as db:  # ...and then wrote
-        assert storage.sessions.find_session(db, "6f1c9b8e-0000-4000-8000-0000000000aa") is not None
+        assert session_rows.find_session(db, "6f1c9b8e-0000-4000-8000-0000000000aa") is not None
     other.close()
 
 
@@ -126,7 +125,7 @@ def test_get_engine_is_cached_per_url(sqlite_url, tmp_path) -> None:
 def test_in_memory_sqlite_keeps_one_database(tmp_path) -> None:
     engine = get_engine("sqlite://")
     with open_db(engine) as db:
-        storage.sessions.create_session(
+        session_rows.create_session(
             db,
             id="6f1c9b8e-0000-4000-8000-0000000000bb",
             project_key="p",
@@ -134,7 +133,7 @@ def test_in_memory_sqlite_keeps_one_database(tmp_path) -> None:
             origin="init",
         )
     with open_db("sqlite://") as db:
-        assert storage.sessions.find_session(db, "6f1c9b8e-0000-4000-8000-0000000000bb") is not None
+        assert session_rows.find_session(db, "6f1c9b8e-0000-4000-8000-0000000000bb") is not None
 
 
 def test_database_url_comes_from_the_environment_or_the_home_folder(monkeypatch, tmp_path) -> None:
@@ -151,7 +150,7 @@ def test_database_url_comes_from_the_environment_or_the_home_folder(monkeypatch,
 
 def test_default_store_uses_the_configured_url(monkeypatch, sqlite_url) -> None:
     monkeypatch.setenv("CLAUDE_SESSIONS_DATABASE_URL", sqlite_url)
-    store = storage.SQLModelSessionStore()
+    store = SQLModelSessionStore()
     assert store.url == sqlite_url
     assert store.engine is get_engine(sqlite_url)
 
@@ -160,18 +159,16 @@ def test_masked_url_hides_only_the_password() -> None:
     assert (
         masked_url("postgresql+psycopg://me:hunter2@h:5/db") == "postgresql+psycopg://me:***@h:5/db"
     )
-    assert "hunter2" not in repr(storage.SQLModelSessionStore("postgresql://me:hunter2@h/db"))
+    assert "hunter2" not in repr(SQLModelSessionStore("postgresql://me:hunter2@h/db"))
 
 
 def test_open_db_rolls_back_on_error(database_url) -> None:
     sid = "6f1c9b8e-0000-4000-8000-0000000000cc"
     try:
         with open_db(database_url) as db:
-            storage.sessions.create_session(
-                db, id=sid, project_key="p", agent_name="a", origin="init"
-            )
+            session_rows.create_session(db, id=sid, project_key="p", agent_name="a", origin="init")
             raise KeyError("boom")
     except KeyError:
         pass
     with open_db(database_url) as db:
-        assert storage.sessions.find_session(db, sid) is None
+        assert session_rows.find_session(db, sid) is None

@@ -8,8 +8,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
-
-from storage import (
+from prefect_claude_sessions.storage import (
     CheckpointNotFound,
     SessionNotFound,
     SessionOrigin,

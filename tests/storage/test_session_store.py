@@ -13,9 +13,8 @@ import pytest
 from claude_agent_sdk._internal.session_summary import fold_session_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from storage import SessionOrigin, SQLModelSessionStore, open_db, sessions
-from storage import transcripts as transcripts_module
+from prefect_claude_sessions.storage import SessionOrigin, SQLModelSessionStore, open_db, sessions
+from prefect_claude_sessions.storage import transcripts as transcripts_module
 
 
 def key(session_id: str | None = None, project: str = "-work-proj", sub: str | None = None) -> dict:

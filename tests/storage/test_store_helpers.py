@@ -7,8 +7,7 @@ import uuid
 
 import pytest
 from claude_agent_sdk._internal.sessions import project_key_for_directory
-
-from storage import (
+from prefect_claude_sessions.storage import (
     SessionOrigin,
     SQLModelSessionStore,
     StorageError,
