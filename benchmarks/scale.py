@@ -118,7 +118,7 @@ def bulk_clone(engine, template_id: str, count: int) -> tuple[list[str], float]:
                     "SELECT column_name FROM information_schema.columns WHERE table_name = :t "
                     "ORDER BY ordinal_position"
                 ),
-                {"t": t},
+                {"t": "claude_sessions_" + t},
             )
             .all()
         ]
@@ -145,31 +145,34 @@ def bulk_clone(engine, template_id: str, count: int) -> tuple[list[str], float]:
             )
             conn.execute(
                 sa.text(
-                    f"INSERT INTO sessions (id, created_at, updated_at, {', '.join(s_cols)}) "
+                    "INSERT INTO claude_sessions_sessions "
+                    f"(id, created_at, updated_at, {', '.join(s_cols)}) "
                     "SELECT c.sid, s.created_at - c.n * interval '1 second', "
                     "s.updated_at - c.n * interval '1 second', "
                     f"{', '.join('s.' + c for c in s_cols)} "
-                    "FROM clones c CROSS JOIN sessions s WHERE s.id = :tpl"
+                    "FROM clones c CROSS JOIN claude_sessions_sessions s WHERE s.id = :tpl"
                 ),
                 {"tpl": template_id},
             )
             conn.execute(
                 sa.text(
-                    f"INSERT INTO transcript_keys (session_id, mtime_ms, created_at, updated_at, "
+                    "INSERT INTO claude_sessions_transcript_keys "
+                    "(session_id, mtime_ms, created_at, updated_at, "
                     f"{', '.join(k_cols)}) "
                     "SELECT c.sid, k.mtime_ms - c.n, k.created_at, k.updated_at, "
                     f"{', '.join('k.' + c for c in k_cols)} "
-                    "FROM clones c CROSS JOIN transcript_keys k "
+                    "FROM clones c CROSS JOIN claude_sessions_transcript_keys k "
                     "WHERE k.session_id = :tpl AND k.subpath = ''"
                 ),
                 {"tpl": template_id},
             )
             conn.execute(
                 sa.text(
-                    "INSERT INTO transcript_entries (key_id, uuid, body) "
+                    "INSERT INTO claude_sessions_transcript_entries (key_id, uuid, body) "
                     "SELECT nk.id, e.uuid, replace(e.body, :tpl, c.sid) "
-                    "FROM clones c JOIN transcript_keys nk ON nk.session_id = c.sid "
-                    "CROSS JOIN transcript_keys tk JOIN transcript_entries e ON e.key_id = tk.id "
+                    "FROM clones c JOIN claude_sessions_transcript_keys nk ON nk.session_id = c.sid "
+                    "CROSS JOIN claude_sessions_transcript_keys tk "
+                    "JOIN claude_sessions_transcript_entries e ON e.key_id = tk.id "
                     "WHERE tk.session_id = :tpl AND tk.subpath = '' ORDER BY c.n, e.seq"
                 ),
                 {"tpl": template_id},
@@ -220,8 +223,8 @@ def run(sessions_total: int, entries_target: int, repeats: int, resumes: int) ->
 
                 totals = db.execute(
                     sa.text(
-                        "SELECT (SELECT count(*) FROM sessions), "
-                        "(SELECT count(*) FROM transcript_entries), "
+                        "SELECT (SELECT count(*) FROM claude_sessions_sessions), "
+                        "(SELECT count(*) FROM claude_sessions_transcript_entries), "
                         "pg_database_size(current_database())"
                     )
                 ).one()

@@ -19,7 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
-from . import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from . import models  # noqa: F401  (registers the tables on the plugin's metadata)
 from .config import SQLITE_BUSY_TIMEOUT_MS, database_url, masked_url
 from .db_errors import translated_errors
 from .errors import DatabaseUnavailable

@@ -58,7 +58,7 @@ class CorruptEntry(StorageError, ValueError):
         where = f" ({subpath})" if subpath else ""
         super().__init__(
             f"session {session_id!r}{where}: stored transcript entry seq={seq} "
-            f"(table transcript_entries) cannot be read: {reason}"
+            f"(table claude_sessions_transcript_entries) cannot be read: {reason}"
         )
 
 

@@ -4,6 +4,9 @@ Times are timezone-aware UTC. Enumerations are stored as their string values (no
 types, so adding a value needs no migration of a type). Columns holding conversation content
 (turn answers and errors, decision payloads, transcript summaries) are ``SealedText`` /
 ``SealedJSON``: encrypted at rest when a key is configured, the same column types otherwise.
+
+The models sit on the plugin's own metadata (see metadata.py), never on ``SQLModel.metadata``;
+every table, index and constraint name starts with ``claude_sessions_``.
 """
 
 from __future__ import annotations
@@ -17,14 +20,7 @@ from sqlmodel import Field, SQLModel
 
 from .column_types import BigId, JSONColumn, UTCDateTime, utcnow
 from .encryption import SealedJSON, SealedText
-
-SQLModel.metadata.naming_convention = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from .metadata import PluginModel
 
 
 class SessionOrigin(str, enum.Enum):
@@ -74,21 +70,23 @@ def table_of(model: type[SQLModel]) -> sa.Table:
     return cast(sa.Table, sa.inspect(model).local_table)
 
 
-class SessionRecord(SQLModel, table=True):
+class SessionRecord(PluginModel, table=True):
     """One agent session: who runs it, where it came from, and its running totals."""
 
-    __tablename__ = "sessions"
+    __tablename__ = "claude_sessions_sessions"
     __table_args__ = (
-        sa.Index("ix_sessions_agent_name_created_at", "agent_name", "created_at"),
-        sa.Index("ix_sessions_parent_id", "parent_id"),
-        sa.Index("ix_sessions_status_created_at", "status", "created_at"),
+        sa.Index("ix_claude_sessions_sessions_agent_name_created_at", "agent_name", "created_at"),
+        sa.Index("ix_claude_sessions_sessions_parent_id", "parent_id"),
+        sa.Index("ix_claude_sessions_sessions_status_created_at", "status", "created_at"),
     )
 
     id: str = Field(primary_key=True, sa_type=sa.String(36))
     project_key: str = Field(sa_type=sa.Text, nullable=False)
     agent_name: str = Field(sa_type=sa.String(200), nullable=False)
     agent_profile: dict[str, Any] | None = Field(default=None, sa_type=JSONColumn)
-    parent_id: str | None = Field(default=None, sa_type=sa.String(36), foreign_key="sessions.id")
+    parent_id: str | None = Field(
+        default=None, sa_type=sa.String(36), foreign_key="claude_sessions_sessions.id"
+    )
     origin: SessionOrigin = Field(default=SessionOrigin.init, sa_type=_enum(SessionOrigin))
     fork_point: str | None = Field(default=None, sa_type=sa.String(64))
     status: SessionStatus = Field(default=SessionStatus.active, sa_type=_enum(SessionStatus))
@@ -102,14 +100,14 @@ class SessionRecord(SQLModel, table=True):
     transcript_bytes: int = Field(default=0, sa_type=sa.BigInteger, nullable=False)
 
 
-class TurnRecord(SQLModel, table=True):
+class TurnRecord(PluginModel, table=True):
     """One prompt sent to a session, keyed by an idempotency key so a retry never sends it twice."""
 
-    __tablename__ = "turns"
+    __tablename__ = "claude_sessions_turns"
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
-        sa.Index("ix_turns_session_id_started_at", "session_id", "started_at"),
-        sa.Index("ix_turns_flow_run_id", "flow_run_id"),
+        sa.Index("ix_claude_sessions_turns_session_id_started_at", "session_id", "started_at"),
+        sa.Index("ix_claude_sessions_turns_flow_run_id", "flow_run_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
@@ -132,17 +130,21 @@ class TurnRecord(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
-class CheckpointRecord(SQLModel, table=True):
+class CheckpointRecord(PluginModel, table=True):
     """A named point in a session: a transcript uuid to fork from, a user message to rewind files to."""
 
-    __tablename__ = "checkpoints"
+    __tablename__ = "claude_sessions_checkpoints"
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
-        sa.Index("ix_checkpoints_session_id_created_at", "session_id", "created_at"),
+        sa.Index(
+            "ix_claude_sessions_checkpoints_session_id_created_at", "session_id", "created_at"
+        ),
     )
 
     id: str = Field(primary_key=True, sa_type=sa.String(36))
-    session_id: str = Field(sa_type=sa.String(36), foreign_key="sessions.id", nullable=False)
+    session_id: str = Field(
+        sa_type=sa.String(36), foreign_key="claude_sessions_sessions.id", nullable=False
+    )
     transcript_uuid: str = Field(sa_type=sa.String(64), nullable=False)
     user_message_uuid: str | None = Field(default=None, sa_type=sa.String(64))
     label: str = Field(sa_type=sa.String(200), nullable=False)
@@ -150,19 +152,21 @@ class CheckpointRecord(SQLModel, table=True):
     created_at: datetime = _time()
 
 
-class DecisionRecord(SQLModel, table=True):
+class DecisionRecord(PluginModel, table=True):
     """A decision an agent or flow made, logged beside its session with a JSON payload."""
 
-    __tablename__ = "decisions"
+    __tablename__ = "claude_sessions_decisions"
     __table_args__ = (
         sa.UniqueConstraint("idempotency_key"),
-        sa.Index("ix_decisions_session_id_created_at", "session_id", "created_at"),
-        sa.Index("ix_decisions_key_created_at", "key", "created_at"),
-        sa.Index("ix_decisions_created_at", "created_at"),
+        sa.Index("ix_claude_sessions_decisions_session_id_created_at", "session_id", "created_at"),
+        sa.Index("ix_claude_sessions_decisions_key_created_at", "key", "created_at"),
+        sa.Index("ix_claude_sessions_decisions_created_at", "created_at"),
     )
 
     id: str = Field(primary_key=True, sa_type=sa.String(36))
-    session_id: str = Field(sa_type=sa.String(36), foreign_key="sessions.id", nullable=False)
+    session_id: str = Field(
+        sa_type=sa.String(36), foreign_key="claude_sessions_sessions.id", nullable=False
+    )
     flow_run_id: str | None = Field(default=None, sa_type=sa.String(64))
     key: str = Field(sa_type=sa.String(200), nullable=False)
     payload: Any = Field(default=None, sa_type=SealedJSON)
@@ -170,10 +174,10 @@ class DecisionRecord(SQLModel, table=True):
     created_at: datetime = _time()
 
 
-class SessionClaim(SQLModel, table=True):
+class SessionClaim(PluginModel, table=True):
     """A lease on a session: one worker at a time drives it, until release or expiry."""
 
-    __tablename__ = "session_claims"
+    __tablename__ = "claude_sessions_session_claims"
 
     session_id: str = Field(primary_key=True, sa_type=sa.String(36))
     holder: str = Field(sa_type=sa.String(255), nullable=False)
@@ -181,7 +185,7 @@ class SessionClaim(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
-class TranscriptKey(SQLModel, table=True):
+class TranscriptKey(PluginModel, table=True):
     """One transcript of the SDK store (a main session or a subagent ``subpath``) and its index.
 
     ``mtime_ms`` is the storage write time (strictly increasing per key), shared by
@@ -189,10 +193,13 @@ class TranscriptKey(SQLModel, table=True):
     (main transcripts only).
     """
 
-    __tablename__ = "transcript_keys"
+    __tablename__ = "claude_sessions_transcript_keys"
     __table_args__ = (
-        sa.UniqueConstraint("project_key", "session_id", "subpath"),
-        sa.Index("ix_transcript_keys_session_id", "session_id"),
+        # Named by hand: the convention's name would be 65 characters, past PostgreSQL's 63.
+        sa.UniqueConstraint(
+            "project_key", "session_id", "subpath", name="uq_claude_sessions_transcript_keys_key"
+        ),
+        sa.Index("ix_claude_sessions_transcript_keys_session_id", "session_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True, sa_type=BigId)
@@ -207,20 +214,20 @@ class TranscriptKey(SQLModel, table=True):
     updated_at: datetime = _time()
 
 
-class TranscriptEntry(SQLModel, table=True):
+class TranscriptEntry(PluginModel, table=True):
     """One transcript line, stored as codec text; ``seq`` keeps append order."""
 
-    __tablename__ = "transcript_entries"
+    __tablename__ = "claude_sessions_transcript_entries"
     __table_args__ = (
         sa.UniqueConstraint("key_id", "uuid"),
-        sa.Index("ix_transcript_entries_key_id_seq", "key_id", "seq"),
+        sa.Index("ix_claude_sessions_transcript_entries_key_id_seq", "key_id", "seq"),
     )
 
     seq: int | None = Field(default=None, primary_key=True, sa_type=BigId)
     key_id: int = Field(
         sa_type=BigId,
         nullable=False,
-        foreign_key="transcript_keys.id",
+        foreign_key="claude_sessions_transcript_keys.id",
         ondelete="CASCADE",
     )
     uuid: str | None = Field(default=None, sa_type=sa.String(255))

@@ -37,9 +37,11 @@ from .encryption import (
     seal_text,
 )
 from .engine import engine_url, get_engine
+from .metadata import table_name as prefixed
 
 # (table, primary key, column, kind): every value the store seals. Plain column types here, so
 # the raw stored values are read and written (the Sealed* types would decrypt on the way).
+# Tables by their unprefixed names, which also label the report ("turns.result_text").
 _TEXT = "text"
 _JSON = "json"
 _SEALED_COLUMNS: list[tuple[str, str, str, str]] = [
@@ -123,7 +125,7 @@ def reencrypt_all(
         for table_name, pk_name, column, kind in _SEALED_COLUMNS:
             name = f"{table_name}.{column}"
             col_type: Any = sa.Text() if kind == _TEXT else JSONColumn
-            table = sa.table(table_name, sa.column(pk_name), sa.column(column, col_type))
+            table = sa.table(prefixed(table_name), sa.column(pk_name), sa.column(column, col_type))
             pk, col = table.c[pk_name], table.c[column]
             counts = {"resealed": 0, "sealed": 0, "current": 0}
             last: Any = None

@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 
 from .config import masked_url
 from .errors import StorageError
+from .metadata import VERSION_TABLE
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _PG_MIGRATION_LOCK = 0x436C5345  # arbitrary constant: "ClSE"
@@ -41,8 +42,12 @@ def head_revision() -> str:
 
 
 def current_revision(connection: sa.Connection) -> str | None:
-    """The revision the database is at (None for an empty database)."""
-    return MigrationContext.configure(connection).get_current_revision()
+    """The revision the database is at (None for an empty or not yet adopted database).
+
+    Read from the plugin's own version table, ``claude_sessions_alembic_version``.
+    """
+    opts = {"version_table": VERSION_TABLE}
+    return MigrationContext.configure(connection, opts=opts).get_current_revision()
 
 
 def upgrade_to_head(engine: sa.Engine) -> None:

@@ -72,7 +72,7 @@ def _insert_entries(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
 
 _PG_STORED_UUIDS = sa.text(
     "SELECT v.u FROM unnest(CAST(:uuids AS text[])) AS v(u) WHERE EXISTS ("
-    " SELECT 1 FROM transcript_entries e WHERE e.key_id = :key_id AND e.uuid = v.u)"
+    f" SELECT 1 FROM {entries_t.name} e WHERE e.key_id = :key_id AND e.uuid = v.u)"
 )
 
 

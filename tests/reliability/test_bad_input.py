@@ -136,17 +136,19 @@ def test_a_corrupted_transcript_entry_is_named_and_refused(workspace, standin):
     entries = store.entries(first.session_id)
     with store.engine.begin() as conn:
         key_id = conn.execute(
-            sa.text("SELECT id FROM transcript_keys WHERE session_id = :s AND subpath = ''"),
+            sa.text(
+                "SELECT id FROM claude_sessions_transcript_keys WHERE session_id = :s AND subpath = ''"
+            ),
             {"s": first.session_id},
         ).scalar_one()
         seq = conn.execute(
             sa.text(
-                "SELECT seq FROM transcript_entries WHERE key_id = :k ORDER BY seq LIMIT 1 OFFSET 3"
+                "SELECT seq FROM claude_sessions_transcript_entries WHERE key_id = :k ORDER BY seq LIMIT 1 OFFSET 3"
             ),
             {"k": key_id},
         ).scalar_one()
         conn.execute(
-            sa.text("UPDATE transcript_entries SET body = :b WHERE seq = :q"),
+            sa.text("UPDATE claude_sessions_transcript_entries SET body = :b WHERE seq = :q"),
             {"b": '{"type": "user", "message": {broken', "q": seq},
         )
     # A worker without this session's warm CLI (any other worker) must load it from the store.

@@ -26,5 +26,5 @@ def store(database_url: str) -> SQLModelSessionStore:
 def wipe_transcripts(url: str) -> None:
     """Delete every stored transcript (keeps the schema)."""
     with get_engine(url).begin() as conn:
-        conn.execute(sa.text("DELETE FROM transcript_entries"))
-        conn.execute(sa.text("DELETE FROM transcript_keys"))
+        conn.execute(sa.text("DELETE FROM claude_sessions_transcript_entries"))
+        conn.execute(sa.text("DELETE FROM claude_sessions_transcript_keys"))

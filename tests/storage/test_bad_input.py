@@ -199,7 +199,9 @@ async def test_read_only_postgres_refuses_writes_clearly_and_keeps_data(postgres
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url) -> None:
     engine = get_engine(sqlite_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_future'"))
+        conn.execute(
+            sa.text("UPDATE claude_sessions_alembic_version SET version_num = '9999_future'")
+        )
     dispose_engines()
     with pytest.raises(StorageError, match=r"revision '9999_future'.*does not know"):
         get_engine(sqlite_url)

@@ -10,38 +10,32 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from prefect_claude_sessions.storage import SQLModelSessionStore, database_url, get_engine, open_db
 from prefect_claude_sessions.storage import sessions as session_rows
 from prefect_claude_sessions.storage.config import masked_url
 from prefect_claude_sessions.storage.engine import create_engine_for
-from prefect_claude_sessions.storage.schema import alembic_config, head_revision
-from sqlmodel import SQLModel
+from prefect_claude_sessions.storage.metadata import VERSION_TABLE
+from prefect_claude_sessions.storage.schema import alembic_config, current_revision, head_revision
+
+from .schema_compare import schema_diff
 
 EXPECTED_TABLES = {
-    "alembic_version",
-    "sessions",
-    "turns",
-    "checkpoints",
-    "decisions",
-    "session_claims",
-    "transcript_keys",
-    "transcript_entries",
+    "claude_sessions_alembic_version",
+    "claude_sessions_sessions",
+    "claude_sessions_turns",
+    "claude_sessions_checkpoints",
+    "claude_sessions_decisions",
+    "claude_sessions_session_claims",
+    "claude_sessions_transcript_keys",
+    "claude_sessions_transcript_entries",
 }
-
-
-def schema_diff(engine: sa.Engine) -> list:
-    with engine.connect() as conn:
-        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
-        return compare_metadata(ctx, SQLModel.metadata)
 
 
 def test_fresh_database_gets_head_and_matches_the_models(database_url) -> None:
     engine = get_engine(database_url)
     assert set(sa.inspect(engine).get_table_names()) == EXPECTED_TABLES
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == head_revision()
+        assert current_revision(conn) == head_revision()
     assert schema_diff(engine) == []
 
 
@@ -50,7 +44,7 @@ def test_downgraded_then_upgraded_database_matches_the_models(database_url) -> N
     with engine.begin() as conn:
         command.upgrade(alembic_config(conn), "head")
         command.downgrade(alembic_config(conn), "base")
-    assert set(sa.inspect(engine).get_table_names()) == {"alembic_version"}
+    assert set(sa.inspect(engine).get_table_names()) == {VERSION_TABLE}
     engine.dispose()
     upgraded = get_engine(database_url)  # brings it back to head on first use
     assert schema_diff(upgraded) == []
@@ -58,14 +52,18 @@ def test_downgraded_then_upgraded_database_matches_the_models(database_url) -> N
 
 def test_postgres_columns_are_jsonb_and_timestamptz(postgres_url) -> None:
     insp = sa.inspect(get_engine(postgres_url))
-    cols = {c["name"]: c["type"] for c in insp.get_columns("decisions")}
+    cols = {c["name"]: c["type"] for c in insp.get_columns("claude_sessions_decisions")}
     assert type(cols["payload"]).__name__ == "JSONB"
     assert cols["created_at"].timezone is True
-    index_columns = {tuple(i["column_names"]) for i in insp.get_indexes("decisions")}
+    index_columns = {
+        tuple(i["column_names"]) for i in insp.get_indexes("claude_sessions_decisions")
+    }
     assert {("session_id", "created_at"), ("key", "created_at"), ("created_at",)} <= index_columns
-    assert ("parent_id",) in {tuple(i["column_names"]) for i in insp.get_indexes("sessions")}
+    assert ("parent_id",) in {
+        tuple(i["column_names"]) for i in insp.get_indexes("claude_sessions_sessions")
+    }
     assert ("session_id", "started_at") in {
-        tuple(i["column_names"]) for i in insp.get_indexes("turns")
+        tuple(i["column_names"]) for i in insp.get_indexes("claude_sessions_turns")
     }
 
 
@@ -73,7 +71,9 @@ def _start(url: str) -> str:
     from prefect_claude_sessions.storage import get_engine as ge
 
     with ge(url).connect() as conn:
-        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one()
+        return conn.execute(
+            sa.text("SELECT version_num FROM claude_sessions_alembic_version")
+        ).scalar_one()
 
 
 def test_several_processes_starting_on_an_empty_database_migrate_once(database_url) -> None:
@@ -82,7 +82,12 @@ def test_several_processes_starting_on_an_empty_database_migrate_once(database_u
         versions = pool.map(_start, [database_url] * 3)
     assert versions == [head_revision()] * 3
     with get_engine(database_url).connect() as conn:
-        assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM claude_sessions_alembic_version")
+            ).scalar_one()
+            == 1
+        )
     assert schema_diff(get_engine(database_url)) == []
 
 

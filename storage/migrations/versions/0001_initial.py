@@ -7,6 +7,12 @@ Create Date: 2026-11-26
 Written from Alembic's autogenerate output, then reviewed: plain SQLAlchemy types only (no
 imports of application code, so later model changes cannot alter this revision), enums as
 VARCHAR(20), JSON as JSONB on PostgreSQL, timezone-aware timestamps.
+
+Every name carries the ``claude_sessions_`` prefix, so a fresh install never creates (or trips
+over) a table the application sharing the database may own, such as ``sessions``. Until the
+prefix was introduced this revision created unprefixed tables (``sessions``, ``turns``, ...)
+recorded in ``alembic_version``; such databases are adopted into the prefixed version table by
+``storage/legacy.py`` and renamed by revision 0002, which is a no-op on databases created here.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ def _time(name: str, nullable: bool = False) -> sa.Column:
 
 def upgrade() -> None:
     op.create_table(
-        "sessions",
+        "claude_sessions_sessions",
         sa.Column("id", sa.String(36), nullable=False),
         sa.Column("project_key", sa.Text(), nullable=False),
         sa.Column("agent_name", sa.String(200), nullable=False),
@@ -54,15 +60,15 @@ def upgrade() -> None:
         sa.Column("input_tokens", sa.BigInteger(), nullable=False),
         sa.Column("output_tokens", sa.BigInteger(), nullable=False),
         sa.Column("transcript_bytes", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["parent_id"], ["sessions.id"], name="fk_sessions_parent_id_sessions"),
-        sa.PrimaryKeyConstraint("id", name="pk_sessions"),
+        sa.ForeignKeyConstraint(["parent_id"], ["claude_sessions_sessions.id"], name="fk_claude_sessions_sessions_parent_id"),
+        sa.PrimaryKeyConstraint("id", name="pk_claude_sessions_sessions"),
     )
-    op.create_index("ix_sessions_agent_name_created_at", "sessions", ["agent_name", "created_at"])
-    op.create_index("ix_sessions_parent_id", "sessions", ["parent_id"])
-    op.create_index("ix_sessions_status_created_at", "sessions", ["status", "created_at"])
+    op.create_index("ix_claude_sessions_sessions_agent_name_created_at", "claude_sessions_sessions", ["agent_name", "created_at"])
+    op.create_index("ix_claude_sessions_sessions_parent_id", "claude_sessions_sessions", ["parent_id"])
+    op.create_index("ix_claude_sessions_sessions_status_created_at", "claude_sessions_sessions", ["status", "created_at"])
 
     op.create_table(
-        "turns",
+        "claude_sessions_turns",
         sa.Column("id", _bigid(), nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=False),
         sa.Column("session_id", sa.String(36), nullable=False),
@@ -81,14 +87,14 @@ def upgrade() -> None:
         sa.Column("user_message_uuid", sa.String(64), nullable=True),
         _time("started_at"),
         _time("finished_at", nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_turns"),
-        sa.UniqueConstraint("idempotency_key", name="uq_turns_idempotency_key"),
+        sa.PrimaryKeyConstraint("id", name="pk_claude_sessions_turns"),
+        sa.UniqueConstraint("idempotency_key", name="uq_claude_sessions_turns_idempotency_key"),
     )
-    op.create_index("ix_turns_session_id_started_at", "turns", ["session_id", "started_at"])
-    op.create_index("ix_turns_flow_run_id", "turns", ["flow_run_id"])
+    op.create_index("ix_claude_sessions_turns_session_id_started_at", "claude_sessions_turns", ["session_id", "started_at"])
+    op.create_index("ix_claude_sessions_turns_flow_run_id", "claude_sessions_turns", ["flow_run_id"])
 
     op.create_table(
-        "checkpoints",
+        "claude_sessions_checkpoints",
         sa.Column("id", sa.String(36), nullable=False),
         sa.Column("session_id", sa.String(36), nullable=False),
         sa.Column("transcript_uuid", sa.String(64), nullable=False),
@@ -96,14 +102,14 @@ def upgrade() -> None:
         sa.Column("label", sa.String(200), nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         _time("created_at"),
-        sa.ForeignKeyConstraint(["session_id"], ["sessions.id"], name="fk_checkpoints_session_id_sessions"),
-        sa.PrimaryKeyConstraint("id", name="pk_checkpoints"),
-        sa.UniqueConstraint("idempotency_key", name="uq_checkpoints_idempotency_key"),
+        sa.ForeignKeyConstraint(["session_id"], ["claude_sessions_sessions.id"], name="fk_claude_sessions_checkpoints_session_id"),
+        sa.PrimaryKeyConstraint("id", name="pk_claude_sessions_checkpoints"),
+        sa.UniqueConstraint("idempotency_key", name="uq_claude_sessions_checkpoints_idempotency_key"),
     )
-    op.create_index("ix_checkpoints_session_id_created_at", "checkpoints", ["session_id", "created_at"])
+    op.create_index("ix_claude_sessions_checkpoints_session_id_created_at", "claude_sessions_checkpoints", ["session_id", "created_at"])
 
     op.create_table(
-        "decisions",
+        "claude_sessions_decisions",
         sa.Column("id", sa.String(36), nullable=False),
         sa.Column("session_id", sa.String(36), nullable=False),
         sa.Column("flow_run_id", sa.String(64), nullable=True),
@@ -111,25 +117,25 @@ def upgrade() -> None:
         sa.Column("payload", _json(), nullable=False),
         sa.Column("idempotency_key", sa.String(255), nullable=True),
         _time("created_at"),
-        sa.ForeignKeyConstraint(["session_id"], ["sessions.id"], name="fk_decisions_session_id_sessions"),
-        sa.PrimaryKeyConstraint("id", name="pk_decisions"),
-        sa.UniqueConstraint("idempotency_key", name="uq_decisions_idempotency_key"),
+        sa.ForeignKeyConstraint(["session_id"], ["claude_sessions_sessions.id"], name="fk_claude_sessions_decisions_session_id"),
+        sa.PrimaryKeyConstraint("id", name="pk_claude_sessions_decisions"),
+        sa.UniqueConstraint("idempotency_key", name="uq_claude_sessions_decisions_idempotency_key"),
     )
-    op.create_index("ix_decisions_created_at", "decisions", ["created_at"])
-    op.create_index("ix_decisions_key_created_at", "decisions", ["key", "created_at"])
-    op.create_index("ix_decisions_session_id_created_at", "decisions", ["session_id", "created_at"])
+    op.create_index("ix_claude_sessions_decisions_created_at", "claude_sessions_decisions", ["created_at"])
+    op.create_index("ix_claude_sessions_decisions_key_created_at", "claude_sessions_decisions", ["key", "created_at"])
+    op.create_index("ix_claude_sessions_decisions_session_id_created_at", "claude_sessions_decisions", ["session_id", "created_at"])
 
     op.create_table(
-        "session_claims",
+        "claude_sessions_session_claims",
         sa.Column("session_id", sa.String(36), nullable=False),
         sa.Column("holder", sa.String(255), nullable=False),
         _time("claimed_at"),
         _time("expires_at"),
-        sa.PrimaryKeyConstraint("session_id", name="pk_session_claims"),
+        sa.PrimaryKeyConstraint("session_id", name="pk_claude_sessions_session_claims"),
     )
 
     op.create_table(
-        "transcript_keys",
+        "claude_sessions_transcript_keys",
         sa.Column("id", _bigid(), nullable=False),
         sa.Column("project_key", sa.Text(), nullable=False),
         sa.Column("session_id", sa.Text(), nullable=False),
@@ -140,35 +146,35 @@ def upgrade() -> None:
         sa.Column("summary", _json(), nullable=True),
         _time("created_at"),
         _time("updated_at"),
-        sa.PrimaryKeyConstraint("id", name="pk_transcript_keys"),
+        sa.PrimaryKeyConstraint("id", name="pk_claude_sessions_transcript_keys"),
         sa.UniqueConstraint(
             "project_key", "session_id", "subpath",
-            name="uq_transcript_keys_project_key_session_id_subpath",
+            name="uq_claude_sessions_transcript_keys_key",
         ),
     )
-    op.create_index("ix_transcript_keys_session_id", "transcript_keys", ["session_id"])
+    op.create_index("ix_claude_sessions_transcript_keys_session_id", "claude_sessions_transcript_keys", ["session_id"])
 
     op.create_table(
-        "transcript_entries",
+        "claude_sessions_transcript_entries",
         sa.Column("seq", _bigid(), nullable=False),
         sa.Column("key_id", _bigid(), nullable=False),
         sa.Column("uuid", sa.String(255), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["key_id"], ["transcript_keys.id"],
-            name="fk_transcript_entries_key_id_transcript_keys", ondelete="CASCADE",
+            ["key_id"], ["claude_sessions_transcript_keys.id"],
+            name="fk_claude_sessions_transcript_entries_key_id", ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("seq", name="pk_transcript_entries"),
-        sa.UniqueConstraint("key_id", "uuid", name="uq_transcript_entries_key_id_uuid"),
+        sa.PrimaryKeyConstraint("seq", name="pk_claude_sessions_transcript_entries"),
+        sa.UniqueConstraint("key_id", "uuid", name="uq_claude_sessions_transcript_entries_key_id_uuid"),
     )
-    op.create_index("ix_transcript_entries_key_id_seq", "transcript_entries", ["key_id", "seq"])
+    op.create_index("ix_claude_sessions_transcript_entries_key_id_seq", "claude_sessions_transcript_entries", ["key_id", "seq"])
 
 
 def downgrade() -> None:
-    op.drop_table("transcript_entries")
-    op.drop_table("transcript_keys")
-    op.drop_table("session_claims")
-    op.drop_table("decisions")
-    op.drop_table("checkpoints")
-    op.drop_table("turns")
-    op.drop_table("sessions")
+    op.drop_table("claude_sessions_transcript_entries")
+    op.drop_table("claude_sessions_transcript_keys")
+    op.drop_table("claude_sessions_session_claims")
+    op.drop_table("claude_sessions_decisions")
+    op.drop_table("claude_sessions_checkpoints")
+    op.drop_table("claude_sessions_turns")
+    op.drop_table("claude_sessions_sessions")
