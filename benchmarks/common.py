@@ -56,12 +56,12 @@ def loadavg() -> list[float]:
 
 
 def versions() -> dict[str, str]:
-    from claude_agent_sdk._cli_version import __cli_version__
-    from claude_agent_sdk._version import __version__ as sdk_version
+    from claude_agent_sdk import __version__ as sdk_version
+    from prefect_claude_sessions.tasks.sdk_private import bundled_cli_version
 
     out = {
         "claude_agent_sdk": sdk_version,
-        "claude_cli": __cli_version__,
+        "claude_cli": bundled_cli_version(),
         "python": platform.python_version(),
     }
     for name in ("prefect", "sqlalchemy", "psycopg"):

@@ -26,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
-from claude_agent_sdk._cli_version import __cli_version__
-from claude_agent_sdk._version import __version__ as sdk_version
+from claude_agent_sdk import __version__ as sdk_version
 from prefect_claude_sessions.tasks.client_pool import ClientPool
 from prefect_claude_sessions.tasks.runtime import run_turn, user_message
+from prefect_claude_sessions.tasks.sdk_private import bundled_cli_version
 from prefect_claude_sessions.tasks.standin import StandinModel
 
 
@@ -134,7 +134,7 @@ if __name__ == "__main__":
     out = asyncio.run(main(n))
     out["env"] = {
         "claude_agent_sdk": sdk_version,
-        "cli": __cli_version__,
+        "cli": bundled_cli_version(),
         "python": platform.python_version(),
         "cpus": __import__("os").cpu_count(),
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from claude_agent_sdk._internal.session_summary import fold_session_summary
+from claude_agent_sdk import fold_session_summary
 from claude_agent_sdk.types import SessionStoreListEntry, SessionSummaryEntry
 
 from .codec import EncodedEntry, EntryCodec, UndecodableEntry

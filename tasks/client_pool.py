@@ -51,6 +51,7 @@ from prefect_claude_sessions.tasks.errors import (
     classify_error,
 )
 from prefect_claude_sessions.tasks.runtime import TurnOutcome, drive_turn
+from prefect_claude_sessions.tasks.sdk_private import cli_alive, cli_pid
 
 __all__ = ["ClientPool", "default_pool", "options_fingerprint"]
 
@@ -126,15 +127,10 @@ class _Entry:
 
     @property
     def pid(self) -> int | None:
-        proc = getattr(getattr(self.client, "_transport", None), "_process", None)
-        return getattr(proc, "pid", None)
+        return cli_pid(self.client)
 
     def alive(self) -> bool:
-        transport = getattr(self.client, "_transport", None)
-        proc = getattr(transport, "_process", None)
-        if transport is None or proc is None or getattr(self.client, "_query", None) is None:
-            return False
-        return proc.returncode is None
+        return cli_alive(self.client)
 
 
 _pools: weakref.WeakSet[ClientPool] = weakref.WeakSet()

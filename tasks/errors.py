@@ -246,9 +246,9 @@ def classify_error(
         CLIJSONDecodeError,
         CLINotFoundError,
         ProcessError,
+        ResultError,
         ResultMessage,
     )
-    from claude_agent_sdk._errors import ResultError
 
     kw: dict[str, Any] = {"session_id": session_id, "outcome": outcome}
     obj = exc_or_text

@@ -5,8 +5,13 @@ from __future__ import annotations
 import pickle
 
 import pytest
-from claude_agent_sdk import CLIConnectionError, CLINotFoundError, ProcessError, ResultMessage
-from claude_agent_sdk._errors import ResultError
+from claude_agent_sdk import (
+    CLIConnectionError,
+    CLINotFoundError,
+    ProcessError,
+    ResultError,
+    ResultMessage,
+)
 from prefect.states import Completed, Failed
 from prefect_claude_sessions.tasks.errors import (
     AgentError,

@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, query
-from claude_agent_sdk._internal.sessions import project_key_for_directory
+from claude_agent_sdk import ClaudeAgentOptions, ResultMessage, project_key_for_directory, query
 from prefect_claude_sessions.storage import SQLModelSessionStore
 
 from tests.storage.messages_server import MessagesServer

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import pytest
-from claude_agent_sdk._internal.session_summary import fold_session_summary
+from claude_agent_sdk import fold_session_summary
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prefect_claude_sessions.storage import SessionOrigin, SQLModelSessionStore, open_db, sessions

@@ -6,7 +6,7 @@ import json
 import uuid
 
 import pytest
-from claude_agent_sdk._internal.sessions import project_key_for_directory
+from claude_agent_sdk import project_key_for_directory
 from prefect_claude_sessions.storage import (
     SessionOrigin,
     SQLModelSessionStore,
