@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
@@ -263,3 +264,28 @@ def test_unprefixed_tables_with_a_foreign_alembic_version_are_refused_untouched(
     assert reflected_schema(legacy) == before  # nothing created, renamed or dropped
     assert snapshot(legacy, lambda t: t) == rows
     legacy.dispose()
+
+
+def _open_and_read_revision(url: str) -> str | None:
+    from prefect_claude_sessions.storage import get_engine as open_engine
+
+    with open_engine(url).connect() as conn:
+        return current_revision(conn)
+
+
+def test_several_processes_opening_a_legacy_database_upgrade_it_once(database_url) -> None:
+    legacy = create_engine_for(database_url)
+    create_legacy_database(legacy)
+    fill_legacy(legacy)
+    before = snapshot(legacy, lambda t: t)
+    legacy.dispose()
+
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        revisions = pool.map(_open_and_read_revision, [database_url] * 3)
+
+    assert revisions == [head_revision()] * 3
+    engine = get_engine(database_url)
+    assert snapshot(engine, lambda t: TABLE_PREFIX + t) == before
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
+    assert schema_diff(engine) == []
