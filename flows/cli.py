@@ -117,8 +117,17 @@ def cli_errors(fn: F) -> F:
             fail(f"invalid database URL: {exc}")
         except sqlalchemy.exc.SQLAlchemyError as exc:
             fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        except OSError as exc:  # e.g. an unusable CLAUDE_SESSIONS_HOME
+            fail(os_error_message(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_message(exc: OSError, doing: str | None = None) -> str:
+    """One line for a file-system error: what was being done, the path, and why."""
+    path = f" {exc.filename}" if exc.filename is not None else ""
+    why = exc.strerror or str(exc)
+    return f"cannot {doing}{path}: {why}" if doing else f"{why}:{path}".rstrip(":")
 
 
 def fail(message: str) -> None:
@@ -521,8 +530,12 @@ def export_command(
         for line in lines:
             typer.echo(line, nl=False)
         return
-    with output.open("w", encoding="utf-8") as fh:
-        fh.writelines(lines)
+    try:
+        with output.open("w", encoding="utf-8") as fh:
+            fh.writelines(lines)
+    except OSError as exc:
+        exc.filename = str(output)  # the path as the user typed it
+        raise BadInput(os_error_message(exc, "write the export to")) from None
     _consoles.err.print(
         f"wrote {len(entries)} entries of session {target} to {output}", highlight=False
     )
@@ -667,6 +680,8 @@ def demo_command(
         fail(str(exc))
     except StorageError as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. an unusable CLAUDE_SESSIONS_HOME
+        fail(os_error_message(exc))
     except KeyboardInterrupt:
         _consoles.err.print("interrupted; everything the demo started is stopped")
         raise typer.Exit(130) from None
