@@ -242,6 +242,7 @@ class PrefectServerProcess:
                 "PREFECT_UI_API_URL": self.api_url,
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_LOGGING_COLORS": "false",
+                "COLUMNS": "200",  # its log lines unwrapped, so errors quote whole lines
             }
         )
         env.update({k: str(v) for k, v in self.settings.items()})
@@ -289,7 +290,9 @@ class PrefectServerProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 log = self.log_text()[log_size:]
-                if "address already in use" in log.lower():
+                # Prefect's own check ("Port N is already in use") or uvicorn's bind error
+                # ("address already in use"), when another process was quicker
+                if "already in use" in log.lower():
                     raise PortTaken(f"port {self.port} was taken before the server could bind it")
                 raise ServerError(
                     f"the Prefect server exited during start-up; see {self.log_path}: "
