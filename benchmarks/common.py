@@ -199,19 +199,46 @@ def base_parser(description: str) -> Any:
 # ------------------------------------------------------------------ PostgreSQL
 
 
+#: The PostgreSQL server's admin database (the same variable and default as the tests).
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "CLAUDE_SESSIONS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@contextlib.contextmanager
+def scratch_postgres(prefix: str) -> Iterator[tuple[str, str]]:
+    """An empty PostgreSQL database, dropped afterwards (even while connections are open);
+    yields its name and its URL without a driver (``postgresql://...``)."""
+    import uuid
+
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise SystemExit(
+            f"the benchmark needs PostgreSQL at {POSTGRES_ADMIN_DSN} "
+            f"(CLAUDE_SESSIONS_TEST_POSTGRES): {exc}"
+        ) from None
+    try:
+        yield name, f"{POSTGRES_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def postgres_database(prefix: str = "cs_bench") -> Iterator[str]:
     """A throw-away PostgreSQL database (SQLAlchemy psycopg URL), dropped afterwards."""
-    from tests.conftest import drop_postgres_database, make_postgres_database
+    with scratch_postgres(prefix) as (_, url):
+        try:
+            yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            from prefect_claude_sessions.storage import dispose_engines
 
-    name, url = make_postgres_database(prefix=prefix)
-    try:
-        yield url
-    finally:
-        from prefect_claude_sessions.storage import dispose_engines
-
-        dispose_engines()
-        drop_postgres_database(name)
+            dispose_engines()
 
 
 @contextlib.contextmanager
@@ -264,15 +291,30 @@ def worker_env(tmp: Path, database_url: str | None = None) -> Iterator[Any]:
 def prefect_server(tmp: Path) -> Iterator[str]:
     """A real ``prefect server start`` on a fresh PostgreSQL database (SQLite-backed servers
     lock under concurrent task runs), with this process's Prefect client pointed at it.
-    Yields the API URL. Reuses the end-to-end test harness."""
+    Yields the API URL. Uses the package's launcher, as the demo and the e2e tests do."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
-
-    from tests.e2e.harness import PrefectServer
+    from prefect_claude_sessions.flows.prefect_server import PrefectServerProcess
 
     home = tmp / "prefect-home"
     home.mkdir(parents=True, exist_ok=True)
     with (
-        PrefectServer(tmp / "prefect-server") as server,
+        scratch_postgres("cs_bench_prefect") as (_, server_db),
+        PrefectServerProcess(
+            tmp / "prefect-server",
+            settings={
+                "PREFECT_SERVER_DATABASE_CONNECTION_URL": server_db.replace(
+                    "postgresql://", "postgresql+asyncpg://", 1
+                ),
+                "PREFECT_SERVER_UI_ENABLED": "false",
+                # no cron schedule may start runs in the middle of a measurement
+                "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+                "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1.0",
+                "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1.0",
+                "PREFECT_TELEMETRY_ENABLE_RESOURCE_METRICS": "false",
+                "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+            },
+            die_with_parent=True,
+        ) as server,
         temporary_settings(updates={PREFECT_API_URL: server.api_url, PREFECT_HOME: home}),
     ):
         # Plain threads (no copied contextvars) read the environment, not temporary_settings:
@@ -359,7 +401,7 @@ class RssSampler:
         me = os.getpid()
         parts = {"python": _rss_kib(me), "cli": 0, "prefect_server": 0, "other": 0}
         clis = 0
-        from tests.e2e.harness import descendants
+        from prefect_claude_sessions.flows.prefect_server import descendants
 
         for pid in descendants(me):
             kind = classify(_cmdline(pid))

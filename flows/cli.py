@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import sqlalchemy.exc
 import typer
+from prefect_claude_sessions.flows.lineage_view import lineage, lineage_tree_view, root_of
 from prefect_claude_sessions.storage import (
     SessionRecord,
     SessionStatus,
@@ -44,7 +45,6 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 from sqlmodel import Session
 
 app = typer.Typer(
@@ -117,8 +117,17 @@ def cli_errors(fn: F) -> F:
             fail(f"invalid database URL: {exc}")
         except sqlalchemy.exc.SQLAlchemyError as exc:
             fail(f"database error: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+        except OSError as exc:  # e.g. an unusable CLAUDE_SESSIONS_HOME
+            fail(os_error_message(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def os_error_message(exc: OSError, doing: str | None = None) -> str:
+    """One line for a file-system error: what was being done, the path, and why."""
+    path = f" {exc.filename}" if exc.filename is not None else ""
+    why = exc.strerror or str(exc)
+    return f"cannot {doing}{path}: {why}" if doing else f"{why}:{path}".rstrip(":")
 
 
 def fail(message: str) -> None:
@@ -187,11 +196,6 @@ def list_session_rows(
     ]
 
 
-def root_of(db: Session, sid: str) -> str:
-    chain = sessions.ancestors(db, sid)
-    return chain[-1].id if chain else sessions.get_session(db, sid).id
-
-
 def session_details(db: Session, sid: str) -> dict[str, Any]:
     """Everything `show` reports: totals, lineage, turns, checkpoints and decisions."""
     record = sessions.get_session(db, sid)
@@ -224,29 +228,6 @@ def session_details(db: Session, sid: str) -> dict[str, Any]:
         "checkpoints": checkpoint_rows(db, sid),
         "decisions": decision_rows(db, session=sid),
     }
-
-
-def lineage(db: Session, sid: str) -> dict[str, Any]:
-    """The lineage of a session from its root, as a nested dict (``children`` lists)."""
-    root = root_of(db, sid)
-    nodes: dict[str, dict[str, Any]] = {}
-    top: dict[str, Any] = {}
-    for depth, record in sessions.lineage_tree(db, root):
-        node: dict[str, Any] = {
-            "id": record.id,
-            "agent": record.agent_name,
-            "origin": record.origin.value,
-            "status": record.status.value,
-            "turns": record.turn_count,
-            "cost_usd": record.cost_usd,
-            "children": [],
-        }
-        nodes[record.id] = node
-        if depth == 0:
-            top = node
-        elif record.parent_id in nodes:
-            nodes[record.parent_id]["children"].append(node)
-    return top
 
 
 def checkpoint_rows(db: Session, sid: str) -> list[dict[str, Any]]:
@@ -375,29 +356,6 @@ def sessions_table(rows: list[dict[str, Any]], title: str = "Sessions") -> Table
             short_time(r["updated_at"], seconds=False),
         )
     return table
-
-
-def lineage_tree_view(
-    node: dict[str, Any], highlight: set[str] | frozenset[str] = frozenset()
-) -> Tree:
-    """A rich Tree of a `lineage` dict; sessions in ``highlight`` are in bold."""
-
-    def label(n: dict[str, Any]) -> str:
-        sid = f"[bold cyan]{n['id']}[/]" if n["id"] in highlight else f"[cyan]{n['id']}[/]"
-        status = "" if n["status"] == "active" else f" [yellow]{n['status']}[/]"
-        return (
-            f"{sid} [magenta]{n['agent']}[/] ({n['origin']}){status}: "
-            f"{n['turns']} turns, ${n['cost_usd']:.4f}"
-        )
-
-    tree = Tree(label(node), guide_style="dim")
-
-    def add(branch: Tree, children: list[dict[str, Any]]) -> None:
-        for child in children:
-            add(branch.add(label(child)), child["children"])
-
-    add(tree, node["children"])
-    return tree
 
 
 def decisions_table(rows: list[dict[str, Any]]) -> Table:
@@ -572,8 +530,12 @@ def export_command(
         for line in lines:
             typer.echo(line, nl=False)
         return
-    with output.open("w", encoding="utf-8") as fh:
-        fh.writelines(lines)
+    try:
+        with output.open("w", encoding="utf-8") as fh:
+            fh.writelines(lines)
+    except OSError as exc:
+        exc.filename = str(output)  # the path as the user typed it
+        raise BadInput(os_error_message(exc, "write the export to")) from None
     _consoles.err.print(
         f"wrote {len(entries)} entries of session {target} to {output}", highlight=False
     )
@@ -718,6 +680,8 @@ def demo_command(
         fail(str(exc))
     except StorageError as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. an unusable CLAUDE_SESSIONS_HOME
+        fail(os_error_message(exc))
     except KeyboardInterrupt:
         _consoles.err.print("interrupted; everything the demo started is stopped")
         raise typer.Exit(130) from None

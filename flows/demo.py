@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -30,7 +27,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
+from prefect_claude_sessions.flows.lineage_view import lineage, lineage_tree_view
+from prefect_claude_sessions.flows.prefect_server import (
+    LEAN_SERVICES,
+    PortInUse,
+    PrefectServerProcess,
+    ServerError,
+)
 from prefect_claude_sessions.storage import (
     database_url,
     decisions,
@@ -54,8 +57,6 @@ DEMO_APPROACHES = [
     "cache the daily aggregates incrementally",
     "move the report to a read replica and run its queries in parallel",
 ]
-DEFAULT_PORT = 4200
-SERVER_START_TIMEOUT_S = 120.0
 
 STANDIN_ENV = (
     "ANTHROPIC_BASE_URL",
@@ -119,167 +120,6 @@ def credentials_configured(environ: dict[str, str] | None = None) -> bool:
     return any((env.get(n) or "").strip() for n in names)
 
 
-# --------------------------------------------------------------------------- Prefect server
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def choose_port(requested: int | None, *, skip: set[int] | None = None) -> int:
-    """The requested port (it must be free), else the first free one from 4200 on.
-
-    Ports below the kernel's ephemeral range: a port picked from that range can be taken by any
-    outgoing connection before the server binds it.
-    """
-    if requested is not None:
-        if not port_is_free(requested):
-            raise DemoError(f"port {requested} is in use; pick another with --port")
-        return requested
-    for port in range(DEFAULT_PORT, DEFAULT_PORT + 800):
-        if port not in (skip or set()) and port_is_free(port):
-            return port
-    raise DemoError(f"no free port from {DEFAULT_PORT} on; pick one with --port")
-
-
-class PortTaken(DemoError):
-    """The server lost the race for its port to another process."""
-
-
-def prefect_executable() -> list[str]:
-    beside = Path(sys.executable).parent / "prefect"
-    if beside.exists():
-        return [str(beside)]
-    return [sys.executable, "-m", "prefect"]
-
-
-class LocalPrefectServer:
-    """``prefect server start`` in the background, in its own process group, stopped for sure."""
-
-    def __init__(self, home: Path, port: int, host: str = "127.0.0.1") -> None:
-        self.home = home
-        self.port = port
-        self.host = host
-        self.log_path = home / "server.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def ui_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.ui_url}/api"
-
-    def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        env.update(
-            {
-                "PREFECT_HOME": str(self.home),
-                "PREFECT_PROFILES_PATH": str(self.home / "profiles.toml"),
-                "PREFECT_SERVER_API_HOST": self.host,
-                # `--port` alone leaves the UI talking to 4200
-                "PREFECT_SERVER_API_PORT": str(self.port),
-                "PREFECT_UI_API_URL": self.api_url,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                # a dashboard for the demo's own runs: no background services beyond recording
-                # the runs' states and events (faster start, less CPU beside the flows)
-                **{
-                    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
-                    for name in (
-                        "SCHEDULER",
-                        "LATE_RUNS",
-                        "FOREMAN",
-                        "CANCELLATION_CLEANUP",
-                        "PAUSE_EXPIRATIONS",
-                        "REPOSSESSOR",
-                        "CLEANUP_RECONCILER",
-                        "TRIGGERS",
-                        "DB_VACUUM",
-                    )
-                },
-                "PREFECT_LOGGING_COLORS": "false",
-            }
-        )
-        return env
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    def start(self) -> LocalPrefectServer:
-        self.home.mkdir(parents=True, exist_ok=True)
-        command = [
-            *prefect_executable(),
-            "server",
-            "start",
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                env=self.env(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: stop() ends all of it
-            )
-        return self
-
-    def wait_ready(self, timeout_s: float = SERVER_START_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
-                if "address already in use" in self.log_text():
-                    raise PortTaken(f"port {self.port} was taken before the server could bind it")
-                raise DemoError(
-                    f"the Prefect server exited during start-up; see {self.log_path}: "
-                    f"{self.log_tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.25)
-        raise DemoError(
-            f"the Prefect server did not answer within {timeout_s:.0f} s; see {self.log_path}"
-        )
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_tail(self) -> str:
-        lines = self.log_text().strip().splitlines()
-        return lines[-1] if lines else ""
-
-    def stop(self, timeout_s: float = 15.0) -> None:
-        proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # anything the server spawned in its group
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 # --------------------------------------------------------------------------- environment
 
 
@@ -328,10 +168,10 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
     use_standin = not credentials_configured()
 
     with contextlib.ExitStack() as stack:
-        server: LocalPrefectServer | None = None
+        server: PrefectServerProcess | None = None
         if external_api is None:
-            server = LocalPrefectServer(home / "prefect-server", choose_port(settings.port))
-            stack.callback(lambda: server.stop() if server is not None else None)
+            server = demo_server(home / "prefect-server", settings.port)
+            stack.callback(server.stop)
             server.start()  # boots while the store and the model start
             console.print(f"[dim]starting a Prefect server on {server.ui_url} ...[/]")
 
@@ -367,7 +207,7 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
 
         ui_url: str | None
         if server is not None:
-            server = ready_server(server, settings)
+            ready_server(server)
             api_url, ui_url = server.api_url, server.ui_url
             console.print(f"[green]prefect[/] dashboard at [link={ui_url}]{ui_url}[/link]")
         else:
@@ -398,23 +238,27 @@ def demo_services(settings: DemoSettings, console: Console) -> Iterator[DemoServ
         )
 
 
-def ready_server(server: LocalPrefectServer, settings: DemoSettings) -> LocalPrefectServer:
-    """Wait for the server; if another process took its port meanwhile, start it on another
-    (unless the user chose the port)."""
-    tried = {server.port}
-    for _ in range(3):
-        try:
-            server.wait_ready()
-            return server
-        except PortTaken:
-            if settings.port is not None:
-                raise
-            server.stop()
-            server.port = choose_port(None, skip=tried)
-            tried.add(server.port)
-            server.start()
-    server.wait_ready()
-    return server
+def demo_server(home: Path, port: int | None) -> PrefectServerProcess:
+    """The dashboard's server: SQLite in ``home``, no background services beyond recording
+    the runs' states and events (faster start, less CPU beside the flows), on ``port`` or the
+    first free one from 4200 on."""
+    try:
+        return PrefectServerProcess(
+            home, port=port, settings={**LEAN_SERVICES, "PREFECT_LOGGING_COLORS": "false"}
+        )
+    except PortInUse as exc:
+        raise DemoError(f"{exc}; pick another with --port") from None
+
+
+def ready_server(server: PrefectServerProcess) -> None:
+    """Wait for the server; if another process took a port it chose meanwhile, it starts
+    again on another (a port the user chose is kept)."""
+    try:
+        server.ready()
+    except PortInUse as exc:
+        raise DemoError(f"{exc}; pick one with --port") from None
+    except ServerError as exc:
+        raise DemoError(str(exc)) from None
 
 
 def prefect_ui_url() -> str | None:
@@ -593,8 +437,6 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
 
 
 def render_report(report: DemoReport, console: Console) -> None:
-    from prefect_claude_sessions.flows.cli import lineage, lineage_tree_view
-
     console.rule("[bold]claude-sessions demo: summary")
     origins: dict[str, int] = {}
     for s in report.sessions_created:

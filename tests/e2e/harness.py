@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import itertools
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,11 +43,20 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import psycopg
 import yaml
+from prefect_claude_sessions.flows.prefect_server import (
+    PrefectServerProcess,
+    ServerError,
+    choose_port,
+    descendants,
+    die_with_parent,
+    kill_tree,
+    send_signal,
+)
 
 from tests.conftest import POSTGRES_ADMIN_DSN, drop_postgres_database, make_postgres_database
 
@@ -78,10 +85,9 @@ def record_timing(what: str, seconds: float) -> None:
 
 
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port free a moment ago on 127.0.0.1, below the ephemeral range (see
+    `choose_port`)."""
+    return choose_port()
 
 
 def tail(path: Path | None, lines: int = 60) -> str:
@@ -154,43 +160,11 @@ def isolated_env(home: Path, api_url: str | None, extra: Mapping[str, str] | Non
 # --------------------------------------------------------------------------------------
 
 
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ..."; comm may contain spaces and parentheses.
-        fields = stat.rsplit(")", 1)[1].split()
-        children[int(fields[1])].append(int(entry))
-    return children
+class _Killable(Protocol):
+    def kill(self) -> None: ...
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (Linux ``/proc``), whatever session they are in."""
-    children = _children_map()
-    found: list[int] = []
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
-def _signal(pid: int, sig: int, *, group: bool = False) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        if group:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-_LIVE: set[ManagedProcess] = set()
+_LIVE: set[_Killable] = set()
 
 
 @atexit.register
@@ -198,15 +172,6 @@ def _stop_leftovers() -> None:
     """Last resort when a test run ends without its fixtures' teardown."""
     for process in list(_LIVE):
         process.kill()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """PR_SET_PDEATHSIG: the child is SIGKILLed if the test process dies (even by SIGKILL).
-
-    SIGKILL, not SIGTERM: a worker whose server is gone hangs on SIGTERM, retrying the API.
-    """
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
 class ManagedProcess:
@@ -244,7 +209,7 @@ class ManagedProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         _LIVE.add(self)
         return self
@@ -270,7 +235,7 @@ class ManagedProcess:
             return
         tree = descendants(self.popen.pid)
         if self.popen.poll() is None:
-            _signal(self.popen.pid, signal.SIGTERM, group=True)
+            send_signal(self.popen.pid, signal.SIGTERM, group=True)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout)
         self._kill_all(tree)
@@ -283,14 +248,7 @@ class ManagedProcess:
 
     def _kill_all(self, tree: Iterable[int]) -> None:
         assert self.popen is not None
-        tree = list(tree)
-        # Late children of the processes we know about, then everything, hard.
-        for pid in list(tree):
-            tree.extend(descendants(pid))
-        _signal(self.popen.pid, signal.SIGKILL, group=True)
-        _signal(self.popen.pid, signal.SIGKILL)
-        for pid in tree:
-            _signal(pid, signal.SIGKILL)
+        kill_tree(self.popen.pid, tree)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(10)
         _LIVE.discard(self)
@@ -387,17 +345,22 @@ class PrefectServer:
         startup_timeout: float = 120.0,
     ) -> None:
         self.workdir = Path(workdir)
-        self.port = port or free_port()
+        self.requested_port = port
         self.scheduler = scheduler
         self.flush_seconds = flush_seconds
         self.extra_env = dict(extra_env or {})
         self.startup_timeout = startup_timeout
         self.db_name: str | None = None
-        self.process: ManagedProcess | None = None
+        self.process: PrefectServerProcess | None = None
         self.workers: list[Worker] = []  # registered by Worker, for diagnostics
         self._http: httpx.Client | None = None
 
     # -- addresses ---------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        assert self.process is not None, "server not started"
+        return self.process.port
 
     @property
     def url(self) -> str:
@@ -428,52 +391,42 @@ class PrefectServer:
     # -- life cycle --------------------------------------------------------------------
 
     def start(self) -> PrefectServer:
+        """A fresh database, then the package's launcher (free port, health wait, retry on
+        another port if the chosen one was taken meanwhile)."""
         started = time.monotonic()
         drop_orphaned_server_databases()
         self.db_name, _ = make_postgres_database(prefix=f"{_DB_PREFIX}{os.getpid()}")
-        env = isolated_env(
-            self.workdir / "server-home",
-            self.api_url,
-            {
+        home = self.workdir / "server-home"
+        base = isolated_env(home, None, None)
+        self.process = PrefectServerProcess(
+            home,
+            port=self.requested_port,
+            base_env=base,
+            settings={
+                **{k: v for k, v in base.items() if k.startswith("PREFECT_")},
                 "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url,
-                "PREFECT_SERVER_API_HOST": "127.0.0.1",
-                # Without this the UI/API settings keep pointing at 4200.
-                "PREFECT_SERVER_API_PORT": str(self.port),
                 "PREFECT_SERVER_UI_ENABLED": "false",
                 "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": str(self.scheduler).lower(),
                 "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": str(self.flush_seconds),
                 "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": str(self.flush_seconds),
                 **self.extra_env,
             },
-        )
-        self.process = ManagedProcess(
-            "prefect-server",
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env,
             cwd=self.workdir,
             log_path=self.workdir / "server.log",
-        ).start()
+            die_with_parent=True,
+        )
+        _LIVE.add(self.process)
         try:
-            wait_until(
-                self._ready,
-                timeout=self.startup_timeout,
-                interval=0.25,
-                message=lambda: f"Prefect server never became healthy\n{self.process.describe()}",
-            )
+            self.process.ready(timeout_s=self.startup_timeout)
+        except ServerError as exc:
+            description = self.process.describe()
+            self.stop()
+            raise AssertionError(f"{exc}\n{description}") from None
         except BaseException:
             self.stop()
             raise
         record_timing("server start (s)", time.monotonic() - started)
         return self
-
-    def _ready(self) -> bool:
-        assert self.process is not None
-        if not self.process.alive():
-            raise AssertionError(f"Prefect server exited during start\n{self.process.describe()}")
-        try:
-            return httpx.get(f"{self.api_url}/health", timeout=2).json() is True
-        except (httpx.HTTPError, ValueError):
-            return False
 
     def alive(self) -> bool:
         return self.process is not None and self.process.alive()
@@ -486,7 +439,8 @@ class PrefectServer:
             self._http.close()
             self._http = None
         if self.process is not None:
-            self.process.stop()
+            self.process.stop(timeout_s=10.0)
+            _LIVE.discard(self.process)
         if self.db_name is not None:
             drop_postgres_database(self.db_name)
             self.db_name = None
