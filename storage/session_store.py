@@ -191,6 +191,20 @@ class SQLModelSessionStore(SessionStore):
             return 0
         return self._append_sync(key, list(entries))
 
+    def truncate(self, session_id: str, *, keep: int) -> int:
+        """Keep the first ``keep`` entries of a session's main transcript, delete the rest (one
+        transaction); returns how many were deleted. Rolls back an uncompleted turn."""
+        key = self._main_key(session_id, None)
+        return self._db(transcripts.truncate_key, key, keep)
+
+    def delete_sync(self, session_id: str) -> None:
+        """Delete a session's stored transcripts (main and subagents), from synchronous code."""
+        try:
+            key = self._main_key(session_id, None)
+        except SessionNotFound:
+            return
+        self._db(transcripts.delete_key, key)
+
     def relocate(self, session_id: str, *, to_project_key: str) -> bool:
         """Move a session's transcripts under another project key (a worker with another cwd).
 

@@ -310,3 +310,58 @@ def relocate_session(engine: sa.Engine, session_id: str, to_project_key: str) ->
             .values(project_key=to_project_key, updated_at=utcnow())
         )
         return True
+
+
+def truncate_key(engine: sa.Engine, key: StoreKey, keep: int) -> int:
+    """Keep the first ``keep`` entries of one transcript and delete the rest, in one transaction
+    (under the key's write lock, like appends). Returns how many entries were deleted.
+
+    Used to roll a session back to its last completed turn; the sizes are recounted from what
+    is left (as stored, so an encrypted transcript counts its sealed size).
+    """
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0, got {keep}")
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(keys_t.c.id).where(_key_filter(key)).with_for_update()
+        ).first()
+        if row is None:
+            return 0
+        cut = conn.execute(
+            sa.select(entries_t.c.seq)
+            .where(entries_t.c.key_id == row.id)
+            .order_by(entries_t.c.seq)
+            .offset(keep)
+            .limit(1)
+        ).scalar()
+        if cut is None:
+            return 0
+        deleted = conn.execute(
+            sa.delete(entries_t).where(entries_t.c.key_id == row.id, entries_t.c.seq >= cut)
+        ).rowcount
+        count, size = conn.execute(
+            sa.select(
+                sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(entries_t.c.body)), 0)
+            ).where(entries_t.c.key_id == row.id)
+        ).one()
+        total = int(size) + int(count)  # +1 per entry: the JSONL newline
+        conn.execute(
+            sa.update(keys_t)
+            .where(keys_t.c.id == row.id)
+            .values(
+                entry_count=int(count),
+                total_bytes=total,
+                mtime_ms=sa.func.coalesce(keys_t.c.mtime_ms, 0) + 1,
+                updated_at=utcnow(),
+            )
+        )
+        if key.is_main:
+            conn.execute(
+                sa.update(sessions_t)
+                .where(
+                    sessions_t.c.id == key.session_id,
+                    sessions_t.c.project_key == key.project_key,
+                )
+                .values(transcript_bytes=total)
+            )
+        return int(deleted or 0)

@@ -171,3 +171,15 @@ def latest_completed_turn(db: Session, session_id: str) -> TurnRecord | None:
         .limit(1)
     )
     return db.exec(query).first()
+
+
+def latest_turn(db: Session, session_id: str) -> TurnRecord | None:
+    """The session's most recently started turn, whatever its status (None if it has none)."""
+    sid = validate_session_id(session_id)
+    query = (
+        select(TurnRecord)
+        .where(TurnRecord.session_id == sid)
+        .order_by(col(TurnRecord.started_at).desc(), col(TurnRecord.id).desc())
+        .limit(1)
+    )
+    return db.exec(query).first()

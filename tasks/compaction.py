@@ -12,7 +12,7 @@ the same state gets the same child session back without asking the model again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prefect_claude_sessions.storage import TurnStatus, open_db, turns
 
@@ -20,9 +20,30 @@ from . import transcript
 from .idempotency import digest
 
 if TYPE_CHECKING:
+    from prefect_claude_sessions.storage import SQLModelSessionStore
+
     from .context import RunContext
     from .results import SessionTurn
-    from .service import SessionService
+
+
+class SessionService(Protocol):
+    """What these helpers need of `tasks.service.SessionService` (named structurally, so this
+    module does not import the service, which imports it)."""
+
+    store: SQLModelSessionStore
+
+    def head(self, session_id: str) -> str | None: ...
+
+    def compact(
+        self,
+        session_id: str,
+        summary: str | None = None,
+        *,
+        ctx: RunContext,
+        idempotency_key: str | None = None,
+        archive: bool = True,
+    ) -> SessionTurn: ...
+
 
 SUMMARY_REQUEST = (
     "Summarise our conversation so far for a colleague who will continue it without seeing it: "
@@ -41,8 +62,14 @@ def compaction_prompt(summary: str, parent_id: str) -> str:
 
 
 def stored_brief(service: SessionService, session_id: str, *, max_chars: int = 12_000) -> str:
-    """A plain-text account of a session's stored conversation (no model call)."""
+    """A plain-text account of a session's completed conversation, up to its head (no model
+    call): a failed turn's prompt past the head is not part of it."""
     entries = service.store.entries(session_id)
+    head = service.head(session_id)
+    if head is not None:
+        index = transcript.find_index(entries, head)
+        if index is not None:
+            entries = entries[: index + 1]
     return transcript.conversation_brief(entries, max_chars=max_chars)
 
 

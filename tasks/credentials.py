@@ -9,32 +9,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import cast
 
 from prefect.blocks.core import Block
+from prefect_claude_sessions.tasks.auth_env import (
+    BLOCK_ENV_VAR,
+    PASSTHROUGH_AUTH,
+    SECRET_KEYS,
+    credentials_present,
+)
 from prefect_claude_sessions.tasks.errors import REDACTED, MissingCredentials, register_secret
 from pydantic import Field, HttpUrl, SecretStr
 
-__all__ = ["ClaudeCredentials", "MissingCredentials", "SecretEnv", "resolve_credentials"]
-
-#: Environment variables whose values are secrets.
-SECRET_KEYS = frozenset(
-    {
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "CLAUDE_CODE_OAUTH_TOKEN",
-        "AWS_BEARER_TOKEN_BEDROCK",
-    }
-)
-#: Names a block can be given in the environment instead of in code.
-BLOCK_ENV_VAR = "CLAUDE_SESSIONS_CREDENTIALS_BLOCK"
-#: Other ways the CLI can authenticate, passed through untouched when set.
-PASSTHROUGH_AUTH = (
-    "CLAUDE_CODE_OAUTH_TOKEN",
-    "CLAUDE_CODE_USE_BEDROCK",
-    "CLAUDE_CODE_USE_VERTEX",
-    "CLAUDE_CODE_USE_FOUNDRY",
-)
+__all__ = [
+    "BLOCK_ENV_VAR",
+    "ClaudeCredentials",
+    "MissingCredentials",
+    "SecretEnv",
+    "credentials_present",
+    "resolve_credentials",
+]
 
 
 class SecretEnv(dict):
@@ -144,13 +138,4 @@ def resolve_credentials(
         "gateway) or ANTHROPIC_AUTH_TOKEN in the worker's environment, or save a "
         "'Claude Credentials' Prefect block and pass its name (or set "
         f"{BLOCK_ENV_VAR}=<block name>)"
-    )
-
-
-def credentials_present(env: Mapping[str, Any] | None) -> bool:
-    """True if ``env`` (merged over ``os.environ``) gives the CLI a way to authenticate."""
-    merged = {**os.environ, **(env or {})}
-    return any(
-        str(merged.get(k) or "").strip()
-        for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *PASSTHROUGH_AUTH)
     )

@@ -46,9 +46,11 @@ def emit(
                 "prefect.resource.role": "parent-session",
             }
         )
+    # "turn.failed" -> claude-sessions.turn.failed; "resumed" -> claude-sessions.session.resumed
+    name = f"claude-sessions.{action}" if "." in action else f"{EVENT_PREFIX}.{action}"
     try:
         emit_event(
-            event=f"{EVENT_PREFIX}.{action}",
+            event=name,
             resource=resource,
             related=related,
             payload=payload or {},

@@ -26,7 +26,7 @@ from claude_agent_sdk import (
     TextBlock,
     UserMessage,
 )
-from prefect_claude_sessions.tasks.credentials import credentials_present
+from prefect_claude_sessions.tasks.auth_env import credentials_present
 from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,

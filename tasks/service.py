@@ -1,16 +1,17 @@
-"""The durable session operations, independent of Prefect: init, resume, fork, handoff,
-checkpoint, rewind and record decision over the runtime and the store.
+"""The durable session operations: init, resume, fork, handoff, checkpoint, rewind, record
+decision and compaction over the runtime and the store.
 
-Every prompt-sending operation follows one protocol (`SessionService._turn`):
+This is the facade; each job has its own module:
 
-1. derive the turn's idempotency key; if the store has it completed, return it (no model call);
-2. claim the target session (one writer per session; a crashed holder's claim expires);
-3. record the session and a pending turn;
-4. if an earlier attempt's answer already reached the stored transcript (the worker died between
-   the answer and the record), recover it from there instead of asking again;
-5. otherwise run the turn, mirroring the transcript into the store, and record the result.
+- `tasks.validation`: what callers pass, checked once at the edge;
+- `tasks.turn_protocol`: every prompt-sending operation as a transaction over the session;
+- `tasks.lease`: one writer per session (a claim renewed by a heartbeat);
+- `tasks.placement`: where a transcript lives, and cutting it back to the session's head;
+- `tasks.branching`: forks, handoffs, compactions and rewinds from a stored conversation point.
 
-The Prefect tasks in `prefect_claude_sessions.tasks.session_tasks` are thin wrappers over this class.
+The service has no Prefect dependency of its own: credential lookup and event emission are
+injected (the Prefect tasks in `tasks.session_tasks` pass the block-aware lookup and Prefect
+events).
 """
 
 from __future__ import annotations
@@ -18,46 +19,45 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from claude_agent_sdk import ClaudeAgentOptions, project_key_for_directory
+from claude_agent_sdk import ClaudeAgentOptions
 from prefect_claude_sessions.storage import (
-    SessionBusy,
-    SessionNotFound,
     SessionOrigin,
     SessionRecord,
     SessionStatus,
     SQLModelSessionStore,
-    TurnRecord,
-    TurnStatus,
     checkpoints,
-    claims,
     decisions,
     open_db,
     sessions,
     turns,
 )
 
-from . import events, transcript
-from .client_pool import default_pool
+from . import branching, placement, transcript
 from .compaction import compaction_key, compaction_prompt, stored_brief
 from .context import RunContext
-from .credentials import resolve_credentials
-from .errors import AgentError, InvalidInput, PermanentAgentError
-from .idempotency import digest, prompt_uuid_for, session_id_for, turn_key
+from .errors import InvalidInput, PermanentAgentError
+from .idempotency import session_id_for, turn_key
+from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
 from .redaction import redact_payload
 from .results import Checkpoint, Decision, Operation, SessionTurn
-from .runtime import TurnOutcome, run_turn_sync
+from .turn_protocol import Emit, TurnPlan, TurnProtocol, emit_nothing
+from .validation import (
+    DEFAULT_MAX_PROMPT_CHARS,
+    normalize_session_id,
+    validate_idempotency_key,
+    validate_label,
+    validate_prompt,
+)
 
 logger = logging.getLogger("claude_sessions")
 
-MAX_PROMPT_CHARS = int(os.environ.get("CLAUDE_SESSIONS_MAX_PROMPT_CHARS", "200000"))
+CredentialLookup = Callable[[str | None], Mapping[str, str]]
+
+__all__ = ["SessionService", "agent_fingerprint", "validate_prompt"]
 
 
 def _env_float(name: str, default: float) -> float:
@@ -70,20 +70,14 @@ def _env_float(name: str, default: float) -> float:
         raise InvalidInput(f"{name} must be a number of seconds, got {raw!r}") from exc
 
 
-@dataclass
-class _Plan:
-    """What one prompt-sending operation needs beyond the common protocol."""
-
-    operation: Operation
-    key: str
-    target_id: str
-    prompt: str
-    profile: AgentProfile
-    options: dict[str, Any]
-    parent_id: str | None = None
-    fork_point: str | None = None
-    new_session: bool = False
-    prepare: Callable[[], None] | None = None
+def _max_prompt_chars() -> int:
+    raw = os.environ.get("CLAUDE_SESSIONS_MAX_PROMPT_CHARS")
+    try:
+        return int(raw) if raw else DEFAULT_MAX_PROMPT_CHARS
+    except ValueError as exc:
+        raise InvalidInput(
+            f"CLAUDE_SESSIONS_MAX_PROMPT_CHARS must be a whole number, got {raw!r}"
+        ) from exc
 
 
 def agent_fingerprint(profile: AgentProfile) -> dict[str, Any]:
@@ -92,18 +86,16 @@ def agent_fingerprint(profile: AgentProfile) -> dict[str, Any]:
     return profile.model_dump(mode="json", exclude={"cwd"})
 
 
-def validate_prompt(prompt: object) -> str:
-    """A prompt must be non-empty text of bounded size; say which rule it broke."""
-    if not isinstance(prompt, str):
-        raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
-    if not prompt.strip():
-        raise InvalidInput("prompt must not be empty")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InvalidInput(
-            f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS} "
-            "(CLAUDE_SESSIONS_MAX_PROMPT_CHARS)"
-        )
-    return prompt
+def _default_credentials(block_name: str | None) -> Mapping[str, str]:
+    from .credentials import resolve_credentials  # a Prefect block type: imported when needed
+
+    return resolve_credentials(block_name)
+
+
+def _default_pool() -> Any:
+    from .client_pool import default_pool
+
+    return default_pool()
 
 
 class SessionService:
@@ -116,6 +108,9 @@ class SessionService:
         credentials_block: str | None = None,
         claim_ttl_s: float | None = None,
         busy_timeout_s: float | None = None,
+        credentials: CredentialLookup | None = None,
+        emit: Emit | None = None,
+        pool: Callable[[], Any] | None = None,
     ) -> None:
         self.store = store or SQLModelSessionStore()
         self.credentials_block = credentials_block
@@ -124,6 +119,15 @@ class SessionService:
             busy_timeout_s
             if busy_timeout_s is not None
             else _env_float("CLAUDE_SESSIONS_BUSY_TIMEOUT", 60.0)
+        )
+        self._credentials = credentials or _default_credentials
+        self.emit: Emit = emit or emit_nothing
+        self.protocol = TurnProtocol(
+            self.store,
+            lease=LeaseTerms(ttl_s=self.claim_ttl_s, busy_timeout_s=self.busy_timeout_s),
+            options_for=self._options,
+            emit=self.emit,
+            pool=pool or _default_pool,
         )
 
     # ------------------------------------------------------------------ public operations
@@ -137,7 +141,9 @@ class SessionService:
         idempotency_key: str | None = None,
     ) -> SessionTurn:
         """Start a new session. Its id is derived from the turn key, so a retry finds it."""
-        prompt = validate_prompt(prompt)
+        prompt = self._prompt(prompt)
+        if not isinstance(agent, AgentProfile):
+            raise InvalidInput(f"agent must be an AgentProfile, got {type(agent).__name__}")
         key = turn_key(
             "init",
             scope=self._scope(ctx, idempotency_key),
@@ -146,8 +152,8 @@ class SessionService:
             agent=agent_fingerprint(agent),
         )
         target = session_id_for(key)
-        return self._turn(
-            _Plan("init", key, target, prompt, agent, {"session_id": target}, new_session=True),
+        return self.protocol.run(
+            TurnPlan("init", key, target, prompt, agent, {"session_id": target}, new_session=True),
             ctx,
         )
 
@@ -160,25 +166,27 @@ class SessionService:
         anchor: str | None = None,
         idempotency_key: str | None = None,
     ) -> SessionTurn:
-        """Send the next prompt to an existing session; the model sees every earlier turn."""
-        prompt = validate_prompt(prompt)
+        """Send the next prompt to an existing session; the model sees every completed turn."""
+        session_id = normalize_session_id(session_id)
+        prompt = self._prompt(prompt)
         record = self._session(session_id)
         profile = self._profile_of(record)
+        self._require_continuable(record)
         key = turn_key(
             "resume",
             scope=self._scope(ctx, idempotency_key),
             source=f"{session_id}@{anchor or ''}",
             prompt=prompt,
         )
-        return self._turn(
-            _Plan(
+        return self.protocol.run(
+            TurnPlan(
                 "resume",
                 key,
                 session_id,
                 prompt,
                 profile,
                 {"resume": session_id},
-                prepare=lambda: self._localise(session_id, profile),
+                prepare=lambda: placement.localise(self.store, session_id, profile),
             ),
             ctx,
         )
@@ -194,8 +202,10 @@ class SessionService:
         idempotency_key: str | None = None,
         operation: Operation = "fork",
     ) -> SessionTurn:
-        """Branch a session (optionally at a checkpoint) into a new one; the parent is untouched."""
-        prompt = validate_prompt(prompt)
+        """Branch a session (at its head, or at a checkpoint) into a new one; the parent is
+        untouched."""
+        session_id = normalize_session_id(session_id)
+        prompt = self._prompt(prompt)
         record = self._session(session_id)
         profile = self._profile_of(record)
         if at is not None:
@@ -207,22 +217,22 @@ class SessionService:
             prompt=prompt,
             extra=at.id if at else None,
         )
-        target = session_id_for(key)
-        options: dict[str, Any] = {"resume": session_id, "fork_session": True, "session_id": target}
-        if at is not None:
-            options["resume_session_at"] = at.transcript_uuid
-        return self._turn(
-            _Plan(
-                operation,
-                key,
-                target,
-                prompt,
-                profile,
-                options,
-                parent_id=session_id,
-                fork_point=at.transcript_uuid if at else self._last_point(session_id),
-                new_session=True,
-                prepare=lambda: self._localise(session_id, profile),
+        if self.protocol.completed(key) is None:
+            point = branching.require_point(
+                session_id, at.transcript_uuid if at else self.head(session_id), "fork"
+            )
+        else:
+            point = at.transcript_uuid if at else ""  # replayed: nothing is sent
+        return self.protocol.run(
+            branching.fork_plan(
+                operation=operation,
+                key=key,
+                target=session_id_for(key),
+                source_id=session_id,
+                prompt=prompt,
+                profile=profile,
+                point=point,
+                prepare=lambda: placement.localise(self.store, session_id, profile),
             ),
             ctx,
         )
@@ -237,15 +247,12 @@ class SessionService:
         anchor: str | None = None,
         idempotency_key: str | None = None,
     ) -> SessionTurn:
-        """Pass a session to a specialist: a new session that has the whole conversation and the
-        specialist's system prompt.
-
-        The CLI freezes a session's system prompt on resume, so the specialist's session is a copy
-        of the transcript with its frozen prompt replaced. When the transcript has no prompt
-        snapshot to replace (a CLI that changed its format), the specialist starts fresh with a
-        brief of the conversation in its first prompt instead.
-        """
-        prompt = validate_prompt(prompt)
+        """Pass a session to a specialist: a new session that has the whole completed
+        conversation and the specialist's system prompt (see `branching.handoff_plan`)."""
+        session_id = normalize_session_id(session_id)
+        prompt = self._prompt(prompt)
+        if not isinstance(to, AgentProfile):
+            raise InvalidInput(f"to must be an AgentProfile, got {type(to).__name__}")
         record = self._session(session_id)
         source_profile = self._profile_of(record)
         key = turn_key(
@@ -256,45 +263,22 @@ class SessionService:
             agent=agent_fingerprint(to),
         )
         target = session_id_for(key)
-        self._localise(session_id, source_profile)
-        entries = self._stored_entries(session_id)
-        if transcript.has_prompt_snapshot(entries):
-            copied = transcript.copy_for_session(entries, target, system_prompt=to.system_prompt)
-
-            def copy_transcript() -> None:
-                # Entry uuids make this append idempotent: a retry re-appends nothing.
-                self.store.append_sync(self._project_key(to), target, copied)
-
-            plan = _Plan(
-                "handoff",
-                key,
-                target,
-                prompt,
-                to,
-                {"resume": target},
-                parent_id=session_id,
-                fork_point=transcript.last_assistant_uuid(entries),
-                new_session=True,
-                prepare=copy_transcript,
-            )
-        else:
-            logger.warning(
-                "session %s has no prompt snapshot; handing off with a conversation brief",
-                session_id,
-            )
-            brief = transcript.conversation_brief(entries)
-            plan = _Plan(
-                "handoff",
-                key,
-                target,
-                f"You are taking over this conversation.\n\n{brief}\n\n---\n\n{prompt}",
-                to,
-                {"session_id": target},
-                parent_id=session_id,
-                fork_point=transcript.last_assistant_uuid(entries),
-                new_session=True,
-            )
-        return self._turn(plan, ctx)
+        done = self.protocol.completed(key)
+        if done is not None:
+            plan = TurnPlan("handoff", key, target, prompt, to, {}, parent_id=session_id)
+            return self.protocol.result(done, plan, replayed=True)
+        point = branching.require_point(session_id, self.head(session_id), "hand off")
+        placement.localise(self.store, session_id, source_profile)
+        plan = branching.handoff_plan(
+            self.store,
+            key=key,
+            target=target,
+            source_id=session_id,
+            prompt=prompt,
+            to=to,
+            point=point,
+        )
+        return self.protocol.run(plan, ctx)
 
     def checkpoint(
         self,
@@ -305,11 +289,11 @@ class SessionService:
         anchor: str | None = None,
         idempotency_key: str | None = None,
     ) -> Checkpoint:
-        """Name the session's current conversation point, to fork from or roll back to later."""
-        if not isinstance(label, str) or not label.strip() or len(label) > 200:
-            raise InvalidInput("label must be non-empty text of at most 200 characters")
+        """Name the session's head (its last completed turn), to fork from or roll back to."""
+        session_id = normalize_session_id(session_id)
+        label = validate_label(label)
         self._session(session_id)
-        point = self._last_point(session_id)
+        point = self.head(session_id)
         if point is None:
             raise InvalidInput(
                 f"session {session_id} has no answered turn yet; nothing to checkpoint"
@@ -321,16 +305,17 @@ class SessionService:
             prompt=label,
         )
         with open_db(self.store.engine) as db:
+            latest = turns.latest_completed_turn(db, session_id)
             row = checkpoints.create_checkpoint(
                 db,
                 session_id=session_id,
                 transcript_uuid=point,
                 label=label,
-                user_message_uuid=self._last_prompt_uuid(db, session_id),
+                user_message_uuid=latest.user_message_uuid if latest is not None else None,
                 idempotency_key=key,
             )
             result = _checkpoint_result(row)
-        events.emit("checkpointed", session_id, payload={"label": label, "checkpoint": result.id})
+        self.emit("checkpointed", session_id, payload={"label": label, "checkpoint": result.id})
         return result
 
     def rewind(
@@ -345,6 +330,8 @@ class SessionService:
         """Roll a session back to a checkpoint: a new branch that continues from that point
         (the original session is kept), and, for sessions with file checkpointing, the files
         restored to their state at that point."""
+        if prompt is not None:
+            prompt = self._prompt(prompt)
         stored = self.get_checkpoint(checkpoint)
         record = self._session(stored.session_id)
         profile = self._profile_of(record)
@@ -371,8 +358,8 @@ class SessionService:
         idempotency_key: str | None = None,
     ) -> Decision:
         """Log a decision beside the session; a retry of the same decision is recorded once."""
-        if not isinstance(key, str) or not key.strip() or len(key) > 200:
-            raise InvalidInput("decision key must be non-empty text of at most 200 characters")
+        session_id = normalize_session_id(session_id)
+        key = validate_label(key, "decision key")
         if not isinstance(payload, dict):
             raise InvalidInput(f"decision payload must be a dict, got {type(payload).__name__}")
         self._session(session_id)
@@ -403,7 +390,7 @@ class SessionService:
                 created=created,
             )
         if created:
-            events.emit("decision-recorded", session_id, payload={"key": key, "decision": row.id})
+            self.emit("decision-recorded", session_id, payload={"key": key, "decision": row.id})
         return result
 
     def compact(
@@ -419,16 +406,19 @@ class SessionService:
 
         The new session has the old one's agent profile, origin ``compaction`` and the old session
         as parent; the summary is its first prompt (one model turn). ``summary`` defaults to
-        `stored_brief` (no model call), read while the old session is claimed so no turn can slip
-        in between the summary and the archiving. ``idempotency_key`` defaults to the old session
-        and its current conversation point (see `compaction_key`). Compacting a session that is no
-        longer active (and was not compacted under this key) raises `InvalidInput`.
+        `stored_brief` of the completed conversation (no model call), read while the old session
+        is claimed so no turn can slip in between the summary and the archiving.
+        ``idempotency_key`` defaults to the old session and its current conversation point (see
+        `compaction_key`). Compacting a session that is no longer active (and was not compacted
+        under this key) raises `InvalidInput`.
         """
+        session_id = normalize_session_id(session_id)
         if summary is not None and (not isinstance(summary, str) or not summary.strip()):
             raise InvalidInput(f"the summary of session {session_id} is empty; not compacting it")
         record = self._session(session_id)
         profile = self._profile_of(record)
-        with self._claimed(session_id, ctx):
+        lease = self.protocol.lease
+        with hold_session(self.store, session_id, ctx.holder(), lease):
             key = turn_key(
                 "compaction",
                 scope=self._scope(ctx, idempotency_key or compaction_key(self, session_id)),
@@ -436,7 +426,7 @@ class SessionService:
                 prompt="compaction",
                 agent=agent_fingerprint(profile),
             )
-            if self._completed(key) is None:
+            if self.protocol.completed(key) is None:
                 status = self._session(session_id).status
                 if status != SessionStatus.active:
                     raise InvalidInput(
@@ -447,16 +437,19 @@ class SessionService:
                 if not summary.strip():
                     raise InvalidInput(f"session {session_id} has no conversation to summarise")
             target = session_id_for(key)
-            result = self._turn(
-                _Plan(
+            result = self.protocol.run(
+                TurnPlan(
                     "compaction",
                     key,
                     target,
-                    validate_prompt(compaction_prompt(summary or "(replayed)", session_id)),
+                    validate_prompt(
+                        compaction_prompt(summary or "(replayed)", session_id),
+                        max_chars=_max_prompt_chars(),
+                    ),
                     profile,
                     {"session_id": target},
                     parent_id=session_id,
-                    fork_point=self._last_point(session_id),
+                    fork_point=self.head(session_id),
                     new_session=True,
                 ),
                 ctx,
@@ -467,265 +460,60 @@ class SessionService:
                         sessions.set_status(db, session_id, SessionStatus.archived)
         return result
 
-    # ------------------------------------------------------------------ the turn protocol
+    # ------------------------------------------------------------------ reads
 
-    def _turn(self, plan: _Plan, ctx: RunContext) -> SessionTurn:
-        done = self._completed(plan.key)
-        if done is not None:
-            return self._result(done, plan, replayed=True)
-        with self._claimed(plan.target_id, ctx):
-            done = self._completed(plan.key)  # finished by another worker while we waited
-            if done is not None:
-                return self._result(done, plan, replayed=True)
-            with open_db(self.store.engine) as db:
-                retrying = turns.find_turn(db, plan.key) is not None
-                if plan.new_session:
-                    sessions.create_session(
-                        db,
-                        id=plan.target_id,
-                        project_key=self._project_key(plan.profile),
-                        agent_name=plan.profile.name,
-                        origin=SessionOrigin(plan.operation),
-                        parent_id=plan.parent_id,
-                        fork_point=plan.fork_point,
-                        cwd=self._cwd(plan.profile),
-                        agent_profile=plan.profile.model_dump(mode="json"),
-                    )
-                turns.begin_turn(
-                    db,
-                    idempotency_key=plan.key,
-                    session_id=plan.target_id,
-                    operation=plan.operation,
-                    prompt_digest=digest(plan.prompt),
-                    flow_run_id=ctx.flow_run_id,
-                    task_run_id=ctx.task_run_id,
-                )
-            outcome, prompt_uuid = None, prompt_uuid_for(plan.key)
-            if retrying:
-                outcome, prompt_uuid = self._recover(plan)
-                if outcome is None:
-                    self._continue_after_failed_attempts(plan)
-            if outcome is None:
-                if plan.prepare is not None:
-                    plan.prepare()
-                outcome = self._send(plan, prompt_uuid)
-            with open_db(self.store.engine) as db:
-                row = turns.complete_turn(
-                    db,
-                    plan.key,
-                    session_id=plan.target_id,
-                    result_text=outcome.text,
-                    cost_usd=outcome.cost_usd,
-                    usage=outcome.usage,
-                    duration_ms=outcome.duration_ms,
-                    num_turns=outcome.num_turns,
-                    assistant_uuid=outcome.assistant_uuid,
-                    user_message_uuid=prompt_uuid,
-                )
-                result = self._result(row, plan, replayed=False)
-        events.emit(
-            _EVENT_OF[plan.operation],
-            plan.target_id,
-            parent_id=plan.parent_id,
-            agent=plan.profile.name,
-            payload={
-                "turn_key": plan.key,
-                "cost_usd": result.cost_usd,
-                "duration_ms": result.duration_ms,
-            },
-        )
-        return result
+    def head(self, session_id: str) -> str | None:
+        """The session's head: the transcript uuid of its last completed turn's answer."""
+        return self.protocol.head(normalize_session_id(session_id))
 
-    def _send(self, plan: _Plan, prompt_uuid: str) -> TurnOutcome:
-        options = self._options(plan.profile, plan.options)
-        try:
-            outcome = run_turn_sync(
-                plan.prompt,
-                options,
-                pool=default_pool(),
-                prompt_uuid=prompt_uuid,
-                head_uuid=self._head(plan),
-            )
-        except AgentError as exc:
-            with open_db(self.store.engine) as db:
-                turns.fail_turn(db, plan.key, error=str(exc))
-            raise
-        if outcome.session_id and outcome.session_id != plan.target_id:
-            # The CLI did not honour the session id we asked for: recording the turn under either id
-            # would break idempotency or lineage, so stop loudly.
-            error = (
-                f"the CLI answered in session {outcome.session_id}, "
-                f"expected {plan.target_id} ({plan.operation})"
-            )
-            with open_db(self.store.engine) as db:
-                turns.fail_turn(db, plan.key, error=error)
-            raise PermanentAgentError(error)
-        if plan.profile.file_checkpointing:
-            self.store.import_local_session(plan.target_id, directory=self._cwd(plan.profile))
-        return outcome
-
-    def _recover(self, plan: _Plan) -> tuple[TurnOutcome | None, str]:
-        """For a turn tried before: the answer an interrupted attempt already stored, if any, and
-        the prompt uuid for the next attempt.
-
-        Attempt n sends its prompt with uuid5(key, n). The CLI silently ignores a prompt whose uuid
-        the session already holds, so a prompt that reached the transcript unanswered is sent again
-        under the next attempt's uuid; one that was answered is not sent at all.
-        """
-        entries = self._stored_entries(plan.target_id)
-        attempt = 0
-        while True:
-            prompt_uuid = prompt_uuid_for(plan.key, attempt)
-            if transcript.find_index(entries, prompt_uuid) is None:
-                return None, prompt_uuid
-            answer = transcript.completed_answer(entries, prompt_uuid)
-            if answer is not None:
-                break
-            attempt += 1
-        text, assistant_uuid = answer
-        logger.info("recovered the answer to %s from the stored transcript", prompt_uuid)
-        return TurnOutcome(
-            session_id=plan.target_id,
-            text=text,
-            cost_usd=0.0,
-            usage={},
-            duration_ms=0,
-            num_turns=0,
-            is_error=False,
-            error=None,
-            assistant_uuid=assistant_uuid,
-            user_message_uuid=prompt_uuid,
-        ), prompt_uuid
-
-    def _continue_after_failed_attempts(self, plan: _Plan) -> None:
-        """Set up the next attempt of a turn whose earlier attempts got no answer.
-
-        An attempt that failed with an API error (429/5xx/529) or a cut stream still leaves its
-        prompt, and the CLI's synthetic "API Error" reply, in the stored transcript. Resuming
-        plainly would put the prompt before the model once per failed attempt (the CLI merges the
-        consecutive prompts into one message), so the session is resumed at the last entry before
-        the first failed attempt: the failed attempts become a dead branch the model never sees.
-        """
-        entries = self._stored_entries(plan.target_id)
-        if not entries:
-            return
-        options: dict[str, Any] = {"resume": plan.target_id}
-        first = transcript.find_index(entries, prompt_uuid_for(plan.key, 0))
-        if first is not None:
-            kept = [e for e in entries[:first] if e.get("uuid") and not e.get("isSidechain")]
-            if kept:
-                options["resume_session_at"] = str(kept[-1]["uuid"])
-        if plan.new_session:
-            # An earlier attempt already created the session (the CLI honoured our id):
-            # continue it rather than creating it a second time.
-            plan.options, plan.prepare = options, None
-        elif "resume_session_at" in options:
-            plan.options = {**plan.options, **options}
-
-    def _stored_entries(self, session_id: str) -> list[dict[str, Any]]:
-        try:
-            return self.store.entries(session_id)
-        except SessionNotFound:
-            return []
-
-    def _completed(self, key: str) -> TurnRecord | None:
-        with open_db(self.store.engine) as db:
-            row = turns.find_turn(db, key)
-            if row is not None and row.status == TurnStatus.completed:
-                db.expunge(row)
-                return row
-        return None
-
-    def _result(self, row: TurnRecord, plan: _Plan, *, replayed: bool) -> SessionTurn:
-        return SessionTurn(
-            session_id=row.session_id,
-            parent_id=plan.parent_id,
-            operation=plan.operation,
-            agent=plan.profile.name,
-            text=row.result_text or "",
-            cost_usd=row.cost_usd or 0.0,
-            usage=row.usage or {},
-            duration_ms=row.duration_ms or 0,
-            num_turns=row.num_turns or 0,
-            turn_key=row.idempotency_key,
-            prompt_uuid=row.user_message_uuid,
-            assistant_uuid=row.assistant_uuid,
-            replayed=replayed,
-        )
-
-    # ------------------------------------------------------------------ one writer per session
-
-    @contextmanager
-    def _claimed(self, session_id: str, ctx: RunContext) -> Iterator[None]:
-        """Hold the session's claim for the duration of a turn, renewing it while the turn runs.
-
-        A second writer waits up to ``busy_timeout_s`` and then fails with `SessionBusy`; a claim
-        left by a killed worker expires after ``claim_ttl_s``.
-        """
-        holder = ctx.holder()
-        deadline = time.monotonic() + self.busy_timeout_s
-        delay = 0.1
-        while True:
-            with open_db(self.store.engine) as db:
-                if claims.claim_session(
-                    db, session_id, holder=holder, ttl_seconds=self.claim_ttl_s
-                ):
-                    break
-            if time.monotonic() >= deadline:
-                raise SessionBusy(
-                    f"session {session_id} is busy: another run holds it "
-                    f"(waited {self.busy_timeout_s:.0f} s; a crashed holder's claim expires "
-                    f"after {self.claim_ttl_s:.0f} s)"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
-        stop = threading.Event()
-
-        def renew() -> None:
-            while not stop.wait(self.claim_ttl_s / 3):
-                try:
-                    with open_db(self.store.engine) as db:
-                        claims.claim_session(
-                            db, session_id, holder=holder, ttl_seconds=self.claim_ttl_s
-                        )
-                except Exception:  # a missed renewal only shortens the lease
-                    logger.warning("could not renew the claim on session %s", session_id)
-
-        renewer = threading.Thread(target=renew, name=f"claim-{session_id[:8]}", daemon=True)
-        renewer.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            renewer.join(timeout=5)
-            with open_db(self.store.engine) as db:
-                claims.release_session(db, session_id, holder=holder)
-
-    # ------------------------------------------------------------------ helpers
-
-    def _scope(self, ctx: RunContext, idempotency_key: str | None) -> str:
-        if idempotency_key is not None:
-            if not isinstance(idempotency_key, str) or not idempotency_key.strip():
-                raise InvalidInput("idempotency_key must be non-empty text when given")
-            return f"key:{idempotency_key}"
-        return ctx.scope
-
-    def _session(self, session_id: str) -> SessionRecord:
-        with open_db(self.store.engine) as db:
-            record = sessions.get_session(db, session_id)
-            db.expunge(record)
-            return record
-
-    def _profile_of(self, record: SessionRecord) -> AgentProfile:
-        if not record.agent_profile:
-            raise PermanentAgentError(f"session {record.id} has no stored agent profile")
-        return AgentProfile.model_validate(record.agent_profile)
+    def get_session(self, session_id: str) -> SessionRecord:
+        """The stored session record (detached); `SessionNotFound` if absent."""
+        return self._session(normalize_session_id(session_id))
 
     def get_checkpoint(self, checkpoint: Checkpoint | str) -> Checkpoint:
         """The stored checkpoint (by id or by a `Checkpoint` result); `CheckpointNotFound` if absent."""
         checkpoint_id = checkpoint if isinstance(checkpoint, str) else checkpoint.id
         with open_db(self.store.engine) as db:
             return _checkpoint_result(checkpoints.get_checkpoint(db, checkpoint_id))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _prompt(self, prompt: object) -> str:
+        return validate_prompt(prompt, max_chars=_max_prompt_chars())
+
+    def _scope(self, ctx: RunContext, idempotency_key: str | None) -> str:
+        key = validate_idempotency_key(idempotency_key)
+        return f"key:{key}" if key is not None else ctx.scope
+
+    def _session(self, session_id: str) -> SessionRecord:
+        with open_db(self.store.engine) as db:
+            record = sessions.get_session(db, session_id)
+            db.expunge(record)
+        self._require_usable(record)
+        return record
+
+    def _require_usable(self, record: SessionRecord) -> None:
+        """Refuse every operation on a purged session before anything is read or sent."""
+        if record.status == SessionStatus.purged:
+            from prefect_claude_sessions import storage
+
+            purged = getattr(storage, "SessionPurged", None)
+            if purged is not None:
+                raise purged(record.id)
+            raise InvalidInput(f"session {record.id} was purged; it cannot be used again")
+
+    def _require_continuable(self, record: SessionRecord) -> None:
+        """A session whose first turn never completed has no conversation to continue."""
+        if record.status == SessionStatus.failed:
+            raise InvalidInput(
+                f"session {record.id} failed before its first turn completed; retry the "
+                "operation that created it instead of continuing it"
+            )
+
+    def _profile_of(self, record: SessionRecord) -> AgentProfile:
+        if not record.agent_profile:
+            raise PermanentAgentError(f"session {record.id} has no stored agent profile")
+        return AgentProfile.model_validate(record.agent_profile)
 
     def _check_checkpoint_belongs(self, at: Checkpoint, session_id: str) -> None:
         stored = self.get_checkpoint(at)
@@ -735,50 +523,12 @@ class SessionService:
                 f"{stored.session_id}, not to {session_id}"
             )
 
-    def _cwd(self, profile: AgentProfile) -> str:
-        return str(profile.cwd) if profile.cwd else os.getcwd()
-
-    def _project_key(self, profile: AgentProfile) -> str:
-        return project_key_for_directory(self._cwd(profile))
-
-    def _localise(self, session_id: str, profile: AgentProfile) -> None:
-        """Make the session's transcript visible under this worker's project key.
-
-        The SDK looks a session up by (project key of the cwd, session id); a worker on another
-        machine may run in another directory. The store moves the transcript in one transaction,
-        so the session keeps one home and any worker can resume it by id alone.
-        """
-        here = self._project_key(profile)
-        self.store.relocate(session_id, to_project_key=here)
-
-    def _head(self, plan: _Plan) -> str | None:
-        """The session's latest answer as the store knows it: a warm client that saw another
-        head is stale (another worker moved the session on) and the pool replaces it."""
-        if plan.new_session:
-            return None
-        return self._last_point(plan.target_id)
-
-    def head(self, session_id: str) -> str | None:
-        """The session's conversation point: the transcript uuid of its latest answer."""
-        return self._last_point(session_id)
-
-    def _last_point(self, session_id: str) -> str | None:
-        with open_db(self.store.engine) as db:
-            latest = turns.latest_completed_turn(db, session_id)
-            if latest is not None and latest.assistant_uuid:
-                return latest.assistant_uuid
-        return transcript.last_assistant_uuid(self._stored_entries(session_id))
-
-    def _last_prompt_uuid(self, db: Any, session_id: str) -> str | None:
-        latest = turns.latest_completed_turn(db, session_id)
-        return latest.user_message_uuid if latest is not None else None
-
     def _options(self, profile: AgentProfile, overrides: dict[str, Any]) -> ClaudeAgentOptions:
-        env = resolve_credentials(self.credentials_block)
-        common: dict[str, Any] = {"env": env, "cwd": self._cwd(profile)}
+        env = self._credentials(self.credentials_block)
+        common: dict[str, Any] = {"env": env, "cwd": placement.cwd_of(profile)}
         if profile.file_checkpointing:
             # The SDK refuses a session store together with file checkpointing; such sessions
-            # are copied into the store after each turn instead (see `_send`).
+            # are copied into the store after each turn instead (see `TurnProtocol._send`).
             common.update(enable_file_checkpointing=True, extra_args={"replay-user-messages": None})
         else:
             common["session_store"] = self.store
@@ -812,28 +562,22 @@ class SessionService:
             prompt=stored.id,
         )
         target = session_id_for(key)
-        self._localise(record.id, profile)
-        entries = self.store.entries(record.id)
-        if transcript.find_index(entries, stored.transcript_uuid) is None:
-            raise InvalidInput(
-                f"checkpoint {stored.id} points at {stored.transcript_uuid}, which is not in the "
-                f"stored transcript of session {record.id}"
-            )
-        copied = transcript.copy_for_session(entries, target, up_to_uuid=stored.transcript_uuid)
+        placement.localise(self.store, record.id, profile)
+        copied = branching.copy_up_to(self.store, record.id, stored.transcript_uuid, target)
         with open_db(self.store.engine) as db:
             sessions.create_session(
                 db,
                 id=target,
-                project_key=self._project_key(profile),
+                project_key=placement.project_key_of(profile),
                 agent_name=profile.name,
                 origin=SessionOrigin.rewind,
                 parent_id=record.id,
                 fork_point=stored.transcript_uuid,
-                cwd=self._cwd(profile),
+                cwd=placement.cwd_of(profile),
                 agent_profile=profile.model_dump(mode="json"),
             )
-        self.store.append_sync(self._project_key(profile), target, copied)
-        events.emit(
+        self.store.append_sync(placement.project_key_of(profile), target, copied)
+        self.emit(
             "rewound",
             target,
             parent_id=record.id,
@@ -849,16 +593,6 @@ class SessionService:
             turn_key=key,
             assistant_uuid=stored.transcript_uuid,
         )
-
-
-_EVENT_OF: dict[str, str] = {
-    "init": "created",
-    "resume": "resumed",
-    "fork": "forked",
-    "handoff": "handed-off",
-    "rewind": "rewound",
-    "compaction": "compacted",
-}
 
 
 def _checkpoint_result(row: Any) -> Checkpoint:

@@ -18,8 +18,10 @@ from prefect.runtime import task_run as runtime_task_run
 from prefect.tasks import exponential_backoff
 from prefect_claude_sessions.storage import SQLModelSessionStore, database_url
 
+from . import events
 from .artifacts import report_publisher
 from .context import current_run
+from .credentials import resolve_credentials
 from .errors import should_retry
 from .profile import AgentProfile
 from .results import Checkpoint, Decision, SessionTurn
@@ -37,7 +39,9 @@ def get_service(url: str | None = None) -> SessionService:
     with _services_lock:
         service = _services.get(url)
         if service is None:
-            service = _services[url] = SessionService(SQLModelSessionStore(url))
+            service = _services[url] = SessionService(
+                SQLModelSessionStore(url), credentials=resolve_credentials, emit=events.emit
+            )
         return service
 
 
