@@ -322,9 +322,7 @@ def truncate_key(engine: sa.Engine, key: StoreKey, keep: int) -> int:
     if keep < 0:
         raise ValueError(f"keep must be >= 0, got {keep}")
     with engine.begin() as conn:
-        row = conn.execute(
-            sa.select(keys_t.c.id).where(_key_filter(key)).with_for_update()
-        ).first()
+        row = conn.execute(sa.select(keys_t.c.id).where(_key_filter(key)).with_for_update()).first()
         if row is None:
             return 0
         cut = conn.execute(

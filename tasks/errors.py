@@ -24,6 +24,7 @@ __all__ = [
     "PermanentAgentError",
     "TransientAgentError",
     "classify_error",
+    "classify_known",
     "classify_result",
     "is_transient",
     "register_secret",
@@ -291,8 +292,8 @@ def classify_error(
         return TransientAgentError(str(obj) or "the turn timed out", kind="timeout", **kw)
     if isinstance(obj, (ConnectionError, BrokenPipeError, EOFError)):
         return TransientAgentError(str(obj) or type(obj).__name__, kind="connection_lost", **kw)
-    if isinstance(obj, (ValueError, TypeError)):
-        return InvalidInput(str(obj), **kw)
+    if isinstance(obj, (ValueError, TypeError)) and _raised_by_sdk(obj):
+        return InvalidInput(str(obj), **kw)  # the SDK refused the options it was given
     if isinstance(obj, BaseException):
         return _from_text(
             f"{type(obj).__name__}: {obj}", status=status, default_transient=True, **kw
@@ -300,6 +301,36 @@ def classify_error(
     if isinstance(obj, int):
         return _status_error(obj, f"HTTP {obj}", **kw)
     return _from_text(str(obj), status=status, **kw)
+
+
+def classify_known(exc: BaseException) -> AgentError | None:
+    """The `AgentError` for what the SDK, the CLI or the store raised; None for anything else.
+
+    A ``ValueError``/``TypeError``/``KeyError`` raised by this project's own code is a bug, not
+    bad input: callers re-raise it as it is, so it is neither retried nor reported as the
+    user's mistake.
+    """
+    from claude_agent_sdk import ClaudeSDKError
+
+    if isinstance(exc, AgentError):
+        return exc
+    if _storage_cause(exc) is not None:
+        return classify_error(exc)
+    if isinstance(exc, ClaudeSDKError) or _raised_by_sdk(exc):
+        return classify_error(exc)
+    if isinstance(exc, (TimeoutError, ConnectionError, EOFError, OSError)):
+        return classify_error(exc)
+    return None
+
+
+def _raised_by_sdk(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc``'s traceback is in the SDK's package."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return "claude_agent_sdk" in tb.tb_frame.f_code.co_filename.replace("\\", "/")
 
 
 def _storage_cause(exc: BaseException) -> BaseException | None:
@@ -357,7 +388,8 @@ def should_retry(exc: BaseException | None) -> bool:
         return exc.transient
     if not isinstance(exc, Exception):  # KeyboardInterrupt, CancelledError, ...
         return False
-    return classify_error(exc).transient
+    known = classify_known(exc)
+    return known is not None and known.transient  # a bug in our code is never retried
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:

@@ -16,6 +16,37 @@ PERMISSION_MODES: tuple[str, ...] = get_args(PermissionMode)
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,62}[a-z0-9])?$")
 _OPTION_FIELDS = {f.name for f in dataclasses.fields(ClaudeAgentOptions)}
 
+#: Claude Code's built-in tools (documented, plus those the bundled CLI 2.1.x lists to the model).
+#: A rule may narrow one (``Bash(git:*)``); MCP tools are ``mcp__<server>__<tool>``.
+KNOWN_TOOLS = frozenset(
+    {
+        "Agent", "AskUserQuestion", "Bash", "BashOutput", "DeferredToolPlaceholder", "Edit",
+        "EnterPlanMode", "ExitPlanMode", "Glob", "Grep", "KillBash", "KillShell", "LS",
+        "ListAgents", "ListMcpResourcesTool", "MultiEdit", "NotebookEdit", "NotebookRead",
+        "Read", "ReadMcpResourceTool", "ReportFindings", "ScheduleWakeup", "Skill",
+        "SlashCommand", "Task", "TodoRead", "TodoWrite", "ToolSearch", "WebFetch", "WebSearch",
+        "Workflow", "Write",
+    }
+)  # fmt: skip
+_TOOL_RULE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_]*)(?:\((?P<rule>.*)\))?$", re.S)
+#: The CLI receives the system prompt as one command-line argument; Linux caps one at 128 KiB.
+MAX_SYSTEM_PROMPT_BYTES = 100_000
+
+
+def check_tool(value: object, field: str) -> str:
+    """A tool name Claude Code knows, optionally with a rule, or an MCP tool."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{field} entries must be tool names, got {value!r}")
+    if value.startswith("mcp__") and len(value) > 5:
+        return value
+    match = _TOOL_RULE.match(value)
+    if match is None or match["name"] not in KNOWN_TOOLS:
+        raise ValueError(
+            f"{field}: unknown tool {value!r}; expected one of {sorted(KNOWN_TOOLS)}, "
+            "a rule such as 'Bash(git:*)', or an MCP tool 'mcp__<server>__<tool>'"
+        )
+    return value
+
 
 class AgentProfile(BaseModel):
     """An agent's identity and limits. JSON-serialisable; stored with each session.
@@ -52,6 +83,31 @@ class AgentProfile(BaseModel):
     def _prompt(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("system_prompt must not be empty")
+        if "\x00" in v:
+            raise ValueError("system_prompt contains a NUL character")
+        try:
+            size = len(v.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"system_prompt has a lone surrogate at position {exc.start}"
+            ) from None
+        if size > MAX_SYSTEM_PROMPT_BYTES:
+            raise ValueError(
+                f"system_prompt is {size} bytes; the CLI takes at most {MAX_SYSTEM_PROMPT_BYTES} "
+                "(put long reference material in the first prompt or a file instead)"
+            )
+        return v
+
+    @field_validator("allowed_tools", "disallowed_tools")
+    @classmethod
+    def _tools(cls, v: list[str], info: Any) -> list[str]:
+        return [check_tool(tool, info.field_name) for tool in v]
+
+    @field_validator("cwd")
+    @classmethod
+    def _cwd_text(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "\x00" in v):
+            raise ValueError(f"cwd must be a directory path, got {v!r}")
         return v
 
     @field_validator("permission_mode")

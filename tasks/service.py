@@ -524,8 +524,13 @@ class SessionService:
             )
 
     def _options(self, profile: AgentProfile, overrides: dict[str, Any]) -> ClaudeAgentOptions:
+        cwd = placement.cwd_of(profile)
+        if not os.path.isdir(cwd):
+            raise InvalidInput(
+                f"agent {profile.name!r}: working directory {cwd} does not exist on this worker"
+            )
         env = self._credentials(self.credentials_block)
-        common: dict[str, Any] = {"env": env, "cwd": placement.cwd_of(profile)}
+        common: dict[str, Any] = {"env": env, "cwd": cwd}
         if profile.file_checkpointing:
             # The SDK refuses a session store together with file checkpointing; such sessions
             # are copied into the store after each turn instead (see `TurnProtocol._send`).

@@ -191,7 +191,7 @@ class TurnProtocol:
                     outcome = self._send(plan, prompt_uuid, head)
                 result = self._complete(plan, outcome, prompt_uuid)
             except BaseException as exc:
-                self._fail(plan, exc)
+                self._fail(plan, exc, head)
                 raise
         self.emit(
             EVENT_OF[plan.operation],
@@ -339,9 +339,10 @@ class TurnProtocol:
                     sessions.set_status(db, plan.target_id, SessionStatus.active)
             return self.result(row, plan, replayed=False)
 
-    def _fail(self, plan: TurnPlan, exc: BaseException) -> None:
-        """Record the failed attempt; never mask ``exc`` (a database that is down just misses
-        the record: the turn stays pending and the next attempt takes it over)."""
+    def _fail(self, plan: TurnPlan, exc: BaseException, head: str | None) -> None:
+        """Record the failed attempt and cut what it left in the transcript, still under the
+        claim; never mask ``exc`` (a database that is down just misses the record and the cut:
+        the turn stays pending, and the next attempt recovers or cuts before it sends)."""
         error = exc if isinstance(exc, AgentError) else _as_agent_error(exc)
         kind = error.kind if error is not None else type(exc).__name__
         message = str(error if error is not None else exc) or type(exc).__name__
@@ -357,6 +358,16 @@ class TurnProtocol:
             logger.warning(
                 "could not record the failure of turn %s (%s): %s", plan.key, kind, record_error
             )
+        if kind not in _KEEP_TAIL_KINDS:
+            try:
+                self._roll_back(plan, head)
+            except Exception as cut_error:
+                logger.warning(
+                    "could not cut the failed turn %s from session %s yet: %s",
+                    plan.key,
+                    plan.target_id,
+                    cut_error,
+                )
         self.emit(
             "turn.failed",
             plan.target_id,
@@ -369,6 +380,10 @@ class TurnProtocol:
                 "retryable": error.transient if error is not None else False,
             },
         )
+
+
+#: Failures after which the stored tail may hold an answer to recover, or cannot be cut now.
+_KEEP_TAIL_KINDS = frozenset({"store_unavailable", "database_unavailable", "storage"})
 
 
 def _as_agent_error(exc: BaseException) -> AgentError | None:
