@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from prefect.blocks.core import Block
+from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, env_name, get_settings
 from prefect_claude_sessions.tasks.errors import REDACTED, MissingCredentials, register_secret
 from pydantic import Field, HttpUrl, SecretStr
 
@@ -27,7 +28,7 @@ SECRET_KEYS = frozenset(
     }
 )
 #: Names a block can be given in the environment instead of in code.
-BLOCK_ENV_VAR = "CLAUDE_SESSIONS_CREDENTIALS_BLOCK"
+BLOCK_ENV_VAR = env_name("credentials_block")
 #: Other ways the CLI can authenticate, passed through untouched when set.
 PASSTHROUGH_AUTH = (
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -116,8 +117,12 @@ def resolve_credentials(
     named in ``CLAUDE_SESSIONS_CREDENTIALS_BLOCK``; else another CLI auth method that is set
     (``CLAUDE_CODE_OAUTH_TOKEN``, ``CLAUDE_CODE_USE_BEDROCK``/``_VERTEX``/``_FOUNDRY``).
     Raises `MissingCredentials` when none is configured. Never falls back to a stand-in model.
+
+    ``environ`` replaces this process's environment (the ``ANTHROPIC_*``/``CLAUDE_CODE_*``
+    variables are read from it as they are, our own through `ClaudeSessionsSettings`).
     """
     env_in = os.environ if environ is None else environ
+    settings = get_settings() if environ is None else ClaudeSessionsSettings.from_environ(environ)
     if block_name:
         return _load_block(block_name).env()
     out = SecretEnv()
@@ -130,8 +135,8 @@ def resolve_credentials(
         if env_in.get("ANTHROPIC_BASE_URL"):
             out["ANTHROPIC_BASE_URL"] = env_in["ANTHROPIC_BASE_URL"]
         return out
-    if env_in.get(BLOCK_ENV_VAR):
-        return _load_block(env_in[BLOCK_ENV_VAR]).env()
+    if settings.credentials_block:
+        return _load_block(settings.credentials_block).env()
     for key in PASSTHROUGH_AUTH:
         if env_in.get(key):
             if key in SECRET_KEYS:

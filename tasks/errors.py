@@ -320,8 +320,15 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
 def _storage_error(exc: BaseException, **kw: Any) -> AgentError:
     """A store failure as an agent error: a database that is down or a busy session may
     recover; a missing session, bad id, damaged entry or missing key will not."""
-    from prefect_claude_sessions.storage import DatabaseUnavailable, SessionBusy, StorageError
+    from prefect_claude_sessions.storage import (
+        DatabaseUnavailable,
+        InvalidSetting,
+        SessionBusy,
+        StorageError,
+    )
 
+    if isinstance(exc, InvalidSetting):  # a bad CLAUDE_SESSIONS_* variable: fix it, not retry
+        return InvalidInput(str(exc), **kw)
     if isinstance(exc, DatabaseUnavailable):
         return TransientAgentError(str(exc), kind="database_unavailable", **kw)
     if isinstance(exc, SessionBusy):

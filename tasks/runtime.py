@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from claude_agent_sdk import (
     TextBlock,
     UserMessage,
 )
+from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 from prefect_claude_sessions.tasks.credentials import credentials_present
 from prefect_claude_sessions.tasks.errors import (
     AgentError,
@@ -44,10 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
 
+_FIELDS = ClaudeSessionsSettings.model_fields
 #: Default upper bound of one turn, seconds (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``; 0 = none).
-DEFAULT_TURN_TIMEOUT_S = 1800.0
+DEFAULT_TURN_TIMEOUT_S: float = _FIELDS["turn_timeout_s"].default
 #: Default bound on the CLI's acknowledgement of a prompt, seconds.
-DEFAULT_FIRST_MESSAGE_TIMEOUT_S = 60.0
+DEFAULT_FIRST_MESSAGE_TIMEOUT_S: float = _FIELDS["first_message_timeout_s"].default
 
 
 class TurnOutcome(BaseModel):
@@ -91,13 +92,7 @@ def first_message_timeout_s() -> float:
     """How long the CLI may take to acknowledge a prompt (``CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S``,
     default 60 s). The CLI answers every prompt it accepts with a ``system/init`` message
     before it calls the model, so this bounds a silently dropped prompt, not the model."""
-    raw = os.environ.get("CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S")
-    try:
-        return float(raw) if raw else DEFAULT_FIRST_MESSAGE_TIMEOUT_S
-    except ValueError:
-        raise InvalidInput(
-            f"CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S must be seconds, got {raw!r}"
-        ) from None
+    return get_settings().first_message_timeout_s
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -214,11 +209,7 @@ def error_for(outcome: TurnOutcome) -> AgentError:
 def _timeout(timeout_s: float | None) -> float | None:
     if timeout_s is not None:
         return timeout_s if timeout_s > 0 else None
-    raw = os.environ.get("CLAUDE_SESSIONS_TURN_TIMEOUT_S")
-    try:
-        value = float(raw) if raw else DEFAULT_TURN_TIMEOUT_S
-    except ValueError:
-        raise InvalidInput(f"CLAUDE_SESSIONS_TURN_TIMEOUT_S must be seconds, got {raw!r}") from None
+    value = get_settings().turn_timeout_s
     return value if value > 0 else None
 
 
@@ -295,7 +286,8 @@ async def run_turn(
     - ``head_uuid``: the session's latest assistant uuid as the caller knows it; a pooled client
       whose conversation ends elsewhere is stale (another worker moved on) and is replaced.
 
-    Raises `InvalidInput`/`MissingCredentials` before starting anything, a `TransientAgentError`
+    Raises `InvalidInput`/`MissingCredentials` (or `InvalidSetting` for a bad
+    ``CLAUDE_SESSIONS_*`` variable) before starting anything, a `TransientAgentError`
     or `PermanentAgentError` when the turn fails; an error result's partial outcome is on the
     exception's ``.outcome``.
     """

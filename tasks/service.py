@@ -42,6 +42,7 @@ from prefect_claude_sessions.storage import (
     sessions,
     turns,
 )
+from prefect_claude_sessions.storage.settings import get_settings
 
 from . import events, transcript
 from .client_pool import default_pool
@@ -56,18 +57,6 @@ from .results import Checkpoint, Decision, Operation, SessionTurn
 from .runtime import TurnOutcome, run_turn_sync
 
 logger = logging.getLogger("claude_sessions")
-
-MAX_PROMPT_CHARS = int(os.environ.get("CLAUDE_SESSIONS_MAX_PROMPT_CHARS", "200000"))
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{name} must be a number of seconds, got {raw!r}") from exc
 
 
 @dataclass
@@ -98,9 +87,10 @@ def validate_prompt(prompt: object) -> str:
         raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
     if not prompt.strip():
         raise InvalidInput("prompt must not be empty")
-    if len(prompt) > MAX_PROMPT_CHARS:
+    limit = get_settings().max_prompt_chars
+    if len(prompt) > limit:
         raise InvalidInput(
-            f"prompt is {len(prompt)} characters; the limit is {MAX_PROMPT_CHARS} "
+            f"prompt is {len(prompt)} characters; the limit is {limit} "
             "(CLAUDE_SESSIONS_MAX_PROMPT_CHARS)"
         )
     return prompt
@@ -119,12 +109,21 @@ class SessionService:
     ) -> None:
         self.store = store or SQLModelSessionStore()
         self.credentials_block = credentials_block
-        self.claim_ttl_s = claim_ttl_s or _env_float("CLAUDE_SESSIONS_CLAIM_TTL", 120.0)
-        self.busy_timeout_s = (
-            busy_timeout_s
-            if busy_timeout_s is not None
-            else _env_float("CLAUDE_SESSIONS_BUSY_TIMEOUT", 60.0)
-        )
+        # None: CLAUDE_SESSIONS_CLAIM_TTL / _BUSY_TIMEOUT from the settings, read at each use
+        self._claim_ttl_s = claim_ttl_s or None
+        self._busy_timeout_s = busy_timeout_s
+
+    @property
+    def claim_ttl_s(self) -> float:
+        """Seconds a claim on a session lasts without renewal."""
+        return self._claim_ttl_s or get_settings().claim_ttl
+
+    @property
+    def busy_timeout_s(self) -> float:
+        """Seconds to wait for a session another worker is writing."""
+        if self._busy_timeout_s is not None:
+            return self._busy_timeout_s
+        return get_settings().busy_timeout
 
     # ------------------------------------------------------------------ public operations
 
