@@ -32,7 +32,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from .errors import InvalidSetting
 
@@ -173,6 +178,14 @@ class ClaudeSessionsSettings(BaseSettings):
         json_schema_extra=_meta("a number of seconds >= 0"),
     )
 
+    def __init__(self, **values: Any) -> None:
+        """Read the environment (keyword arguments take precedence); `InvalidSetting` names each
+        bad variable (or keyword) and what it expects, instead of pydantic's error dump."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _explain(exc) from None
+
     @model_validator(mode="before")
     @classmethod
     def _blank_is_unset(cls, data: Any) -> Any:
@@ -212,14 +225,27 @@ class ClaudeSessionsSettings(BaseSettings):
         Raises `InvalidSetting` like `get_settings`.
         """
         names = set(_watched())
-        try:
-            return cls.model_validate({k: v for k, v in environ.items() if k in names})
-        except ValidationError as exc:
-            raise _explain(exc) from None
+        parsed = _FromMapping(**{k: v for k, v in environ.items() if k in names})
+        return ClaudeSessionsSettings.model_construct(**dict(parsed))  # validated just above
 
     def sqlite_url(self) -> str:
         """The URL of the default SQLite store under `home` (its folder is not created here)."""
         return f"sqlite:///{self.home / 'sessions.db'}"
+
+
+class _FromMapping(ClaudeSessionsSettings):
+    """The same fields and checks, fed only by keyword arguments (not by ``os.environ``)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def _explain(exc: ValidationError) -> InvalidSetting:
@@ -228,13 +254,14 @@ def _explain(exc: ValidationError) -> InvalidSetting:
     problems: list[tuple[str, str, str | None]] = []
     by_env = {env_name(f): f for f in fields}
     for error in exc.errors():
-        loc = str(error["loc"][0]) if error["loc"] else ""
-        field = by_env.get(loc, loc)
+        # the location is the key the value came in under: the variable, or a keyword argument
+        where = str(error["loc"][0]) if error["loc"] else "settings"
+        field = by_env.get(where, where)
         info = fields.get(field)
         extra = info.json_schema_extra if info is not None else None
         expected = extra.get("expected") if isinstance(extra, dict) else None
         got = None if field in _SECRET_FIELDS else repr(error.get("input"))
-        problems.append((env_name(field), str(expected or error["msg"]), got))
+        problems.append((where, str(expected or error["msg"]), got))
     return InvalidSetting(problems)
 
 
@@ -282,10 +309,7 @@ def get_settings() -> ClaudeSessionsSettings:
     cached = _cache
     if cached is not None and cached[0] == key:
         return cached[1]
-    try:
-        settings = ClaudeSessionsSettings()
-    except ValidationError as exc:
-        raise _explain(exc) from None
+    settings = ClaudeSessionsSettings()
     with _cache_lock:
         _cache = (key, settings)
     return settings

@@ -46,12 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
-from prefect_claude_sessions.storage.errors import InvalidSetting
-from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,
     TransientAgentError,
+    agent_settings,
     classify_error,
 )
 from prefect_claude_sessions.tasks.runtime import TurnOutcome, drive_turn
@@ -157,14 +156,14 @@ class ClientPool:
     @property
     def max_size(self) -> int:
         """Most clients kept: the constructor's value, else ``CLAUDE_SESSIONS_POOL_SIZE``."""
-        return self._max_size if self._max_size is not None else get_settings().pool_size
+        return self._max_size if self._max_size is not None else agent_settings().pool_size
 
     @property
     def idle_timeout_s(self) -> float:
         """Seconds an idle client is kept: the constructor's value, else ``CLAUDE_SESSIONS_POOL_IDLE_S``."""
         if self._idle_timeout_s is not None:
             return self._idle_timeout_s
-        return get_settings().pool_idle_s
+        return agent_settings().pool_idle_s
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -377,11 +376,13 @@ class ClientPool:
             logger.debug("%s: disconnect after %s failed: %r", self.name, reason, exc)
 
     async def _reaper(self) -> None:
+        from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings
+
         idle_s: float = ClaudeSessionsSettings.model_fields["pool_idle_s"].default
         while True:
             try:
                 idle_s = self.idle_timeout_s
-            except InvalidSetting as exc:
+            except InvalidInput as exc:
                 # The reaper has no caller to tell; keep the last good value and let the next
                 # turn (which reads the same settings) report the error to its caller.
                 logger.warning("%s: %s; keeping idle timeout %gs", self.name, exc, idle_s)

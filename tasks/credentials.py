@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from prefect.blocks.core import Block
-from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, env_name, get_settings
 from prefect_claude_sessions.tasks.errors import REDACTED, MissingCredentials, register_secret
 from pydantic import Field, HttpUrl, SecretStr
 
@@ -28,7 +27,7 @@ SECRET_KEYS = frozenset(
     }
 )
 #: Names a block can be given in the environment instead of in code.
-BLOCK_ENV_VAR = env_name("credentials_block")
+BLOCK_ENV_VAR = "CLAUDE_SESSIONS_CREDENTIALS_BLOCK"  # ClaudeSessionsSettings.credentials_block
 #: Other ways the CLI can authenticate, passed through untouched when set.
 PASSTHROUGH_AUTH = (
     "CLAUDE_CODE_OAUTH_TOKEN",
@@ -121,8 +120,10 @@ def resolve_credentials(
     ``environ`` replaces this process's environment (the ``ANTHROPIC_*``/``CLAUDE_CODE_*``
     variables are read from it as they are, our own through `ClaudeSessionsSettings`).
     """
+    # imported here: Prefect imports this module (the collection entry point) in every process
+    from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
+
     env_in = os.environ if environ is None else environ
-    settings = get_settings() if environ is None else ClaudeSessionsSettings.from_environ(environ)
     if block_name:
         return _load_block(block_name).env()
     out = SecretEnv()
@@ -135,6 +136,7 @@ def resolve_credentials(
         if env_in.get("ANTHROPIC_BASE_URL"):
             out["ANTHROPIC_BASE_URL"] = env_in["ANTHROPIC_BASE_URL"]
         return out
+    settings = get_settings() if environ is None else ClaudeSessionsSettings.from_environ(environ)
     if settings.credentials_block:
         return _load_block(settings.credentials_block).env()
     for key in PASSTHROUGH_AUTH:

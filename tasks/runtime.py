@@ -25,7 +25,6 @@ from claude_agent_sdk import (
     TextBlock,
     UserMessage,
 )
-from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 from prefect_claude_sessions.tasks.credentials import credentials_present
 from prefect_claude_sessions.tasks.errors import (
     AgentError,
@@ -33,6 +32,7 @@ from prefect_claude_sessions.tasks.errors import (
     MissingCredentials,
     PermanentAgentError,
     TransientAgentError,
+    agent_settings,
     classify_error,
     classify_result,
     scrub,
@@ -43,12 +43,6 @@ if TYPE_CHECKING:
     from prefect_claude_sessions.tasks.client_pool import ClientPool
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
-
-_FIELDS = ClaudeSessionsSettings.model_fields
-#: Default upper bound of one turn, seconds (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``; 0 = none).
-DEFAULT_TURN_TIMEOUT_S: float = _FIELDS["turn_timeout_s"].default
-#: Default bound on the CLI's acknowledgement of a prompt, seconds.
-DEFAULT_FIRST_MESSAGE_TIMEOUT_S: float = _FIELDS["first_message_timeout_s"].default
 
 
 class TurnOutcome(BaseModel):
@@ -92,7 +86,7 @@ def first_message_timeout_s() -> float:
     """How long the CLI may take to acknowledge a prompt (``CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S``,
     default 60 s). The CLI answers every prompt it accepts with a ``system/init`` message
     before it calls the model, so this bounds a silently dropped prompt, not the model."""
-    return get_settings().first_message_timeout_s
+    return agent_settings().first_message_timeout_s
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -209,7 +203,7 @@ def error_for(outcome: TurnOutcome) -> AgentError:
 def _timeout(timeout_s: float | None) -> float | None:
     if timeout_s is not None:
         return timeout_s if timeout_s > 0 else None
-    value = get_settings().turn_timeout_s
+    value = agent_settings().turn_timeout_s
     return value if value > 0 else None
 
 
@@ -286,8 +280,8 @@ async def run_turn(
     - ``head_uuid``: the session's latest assistant uuid as the caller knows it; a pooled client
       whose conversation ends elsewhere is stale (another worker moved on) and is replaced.
 
-    Raises `InvalidInput`/`MissingCredentials` (or `InvalidSetting` for a bad
-    ``CLAUDE_SESSIONS_*`` variable) before starting anything, a `TransientAgentError`
+    Raises `InvalidInput` (also for a bad ``CLAUDE_SESSIONS_*`` variable)/`MissingCredentials`
+    before starting anything, a `TransientAgentError`
     or `PermanentAgentError` when the turn fails; an error result's partial outcome is on the
     exception's ``.outcome``.
     """

@@ -42,14 +42,13 @@ from prefect_claude_sessions.storage import (
     sessions,
     turns,
 )
-from prefect_claude_sessions.storage.settings import get_settings
 
 from . import events, transcript
 from .client_pool import default_pool
 from .compaction import compaction_key, compaction_prompt, stored_brief
 from .context import RunContext
 from .credentials import resolve_credentials
-from .errors import AgentError, InvalidInput, PermanentAgentError
+from .errors import AgentError, InvalidInput, PermanentAgentError, agent_settings
 from .idempotency import digest, prompt_uuid_for, session_id_for, turn_key
 from .profile import AgentProfile
 from .redaction import redact_payload
@@ -87,7 +86,7 @@ def validate_prompt(prompt: object) -> str:
         raise InvalidInput(f"prompt must be a string, got {type(prompt).__name__}")
     if not prompt.strip():
         raise InvalidInput("prompt must not be empty")
-    limit = get_settings().max_prompt_chars
+    limit = agent_settings().max_prompt_chars
     if len(prompt) > limit:
         raise InvalidInput(
             f"prompt is {len(prompt)} characters; the limit is {limit} "
@@ -116,14 +115,14 @@ class SessionService:
     @property
     def claim_ttl_s(self) -> float:
         """Seconds a claim on a session lasts without renewal."""
-        return self._claim_ttl_s or get_settings().claim_ttl
+        return self._claim_ttl_s or agent_settings().claim_ttl
 
     @property
     def busy_timeout_s(self) -> float:
         """Seconds to wait for a session another worker is writing."""
         if self._busy_timeout_s is not None:
             return self._busy_timeout_s
-        return get_settings().busy_timeout
+        return agent_settings().busy_timeout
 
     # ------------------------------------------------------------------ public operations
 
