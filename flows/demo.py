@@ -43,6 +43,7 @@ from prefect_claude_sessions.storage import (
     turns,
 )
 from prefect_claude_sessions.storage.config import DATABASE_URL_ENV, masked_url, sessions_home
+from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -113,11 +114,12 @@ class DemoReport:
 def credentials_configured(environ: dict[str, str] | None = None) -> bool:
     """True if the CLI can reach Claude without the stand-in (the same sources `tasks.credentials`
     reads: API key or auth token, a credentials block name, or another CLI auth method)."""
-    from prefect_claude_sessions.tasks.credentials import BLOCK_ENV_VAR, PASSTHROUGH_AUTH
+    from prefect_claude_sessions.tasks.credentials import PASSTHROUGH_AUTH
 
     env = os.environ if environ is None else environ
-    names = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", BLOCK_ENV_VAR, *PASSTHROUGH_AUTH)
-    return any((env.get(n) or "").strip() for n in names)
+    ours = get_settings() if environ is None else ClaudeSessionsSettings.from_environ(environ)
+    names = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", *PASSTHROUGH_AUTH)
+    return bool(ours.credentials_block) or any((env.get(n) or "").strip() for n in names)
 
 
 # --------------------------------------------------------------------------- environment

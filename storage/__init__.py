@@ -12,6 +12,7 @@ from .errors import (
     DatabaseUnavailable,
     InvalidEntry,
     InvalidSessionId,
+    InvalidSetting,
     SessionBusy,
     SessionNotFound,
     StorageError,
@@ -28,10 +29,12 @@ from .models import (
 )
 from .rotation import RotationReport, reencrypt_all
 from .session_store import SQLModelSessionStore
+from .settings import ClaudeSessionsSettings, get_settings, reload_settings
 
 __all__ = [
     "CheckpointNotFound",
     "CheckpointRecord",
+    "ClaudeSessionsSettings",
     "CorruptEntry",
     "DatabaseReadOnly",
     "DatabaseUnavailable",
@@ -39,6 +42,7 @@ __all__ = [
     "EncryptionError",
     "InvalidEntry",
     "InvalidSessionId",
+    "InvalidSetting",
     "RotationReport",
     "SQLModelSessionStore",
     "SessionBusy",
@@ -58,8 +62,10 @@ __all__ = [
     "encryption",
     "generate_key",
     "get_engine",
+    "get_settings",
     "open_db",
     "reencrypt_all",
+    "reload_settings",
     "rotation",
     "sessions",
     "turns",

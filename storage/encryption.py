@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard, cast
 
@@ -27,9 +26,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.dialects.postgresql import JSONB
 
 from .errors import StorageError
+from .settings import ClaudeSessionsSettings, env_name, get_settings
 
-ENCRYPTION_KEY_ENV = "CLAUDE_SESSIONS_ENCRYPTION_KEY"
-ENCRYPTION_KEY_BLOCK_ENV = "CLAUDE_SESSIONS_ENCRYPTION_KEY_BLOCK"
+ENCRYPTION_KEY_ENV = env_name("encryption_key")
+ENCRYPTION_KEY_BLOCK_ENV = env_name("encryption_key_block")
 
 SEALED_PREFIX = "fernet:"
 """Start of every sealed text (a transcript entry body or a sealed text column)."""
@@ -98,26 +98,23 @@ def _keys_from_block(name: str) -> MultiFernet:
     return parse_keys(value, source=f"Secret block {name!r}")
 
 
-def encryption_configured() -> bool:
+def encryption_configured(settings: ClaudeSessionsSettings | None = None) -> bool:
     """True when a key (or a key block) is configured: new data will be encrypted."""
-    return bool(
-        os.environ.get(ENCRYPTION_KEY_ENV, "").strip()
-        or os.environ.get(ENCRYPTION_KEY_BLOCK_ENV, "").strip()
-    )
+    settings = settings or get_settings()
+    return bool(settings.encryption_key or settings.encryption_key_block)
 
 
-def configured_keys() -> MultiFernet | None:
-    """The keys from the environment (or the named Secret block), or None if encryption is off.
+def configured_keys(settings: ClaudeSessionsSettings | None = None) -> MultiFernet | None:
+    """The keys from the settings (or the named Secret block), or None if encryption is off.
 
     Cached per configured value, so changing the variable takes effect at once; call
     :func:`reset_key_cache` after changing the contents of a Secret block.
     """
-    raw = os.environ.get(ENCRYPTION_KEY_ENV, "").strip()
-    if raw:
-        return _keys_from_text(raw)
-    block = os.environ.get(ENCRYPTION_KEY_BLOCK_ENV, "").strip()
-    if block:
-        return _keys_from_block(block)
+    settings = settings or get_settings()
+    if settings.encryption_key is not None:
+        return _keys_from_text(settings.encryption_key.get_secret_value())
+    if settings.encryption_key_block:
+        return _keys_from_block(settings.encryption_key_block)
     return None
 
 

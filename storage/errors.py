@@ -86,3 +86,23 @@ class SessionBusy(StorageError):
         self.holder = holder
         by = f" by {holder!r}" if holder else ""
         super().__init__(f"session {session_id!r} is busy: claimed{by}")
+
+
+class InvalidSetting(StorageError, ValueError):
+    """A ``CLAUDE_SESSIONS_*`` environment variable holds an unusable value.
+
+    ``problems`` lists ``(variable, expected, got)`` for each bad variable; ``got`` is the raw
+    value's repr, or None where the value is secret (keys, URLs with passwords) and not shown.
+    """
+
+    def __init__(self, problems: list[tuple[str, str, str | None]]) -> None:
+        self.problems = problems
+        self.variables = [variable for variable, _, _ in problems]
+        parts = [
+            f"{variable} must be {expected}" + (f", got {got}" if got is not None else "")
+            for variable, expected, got in problems
+        ]
+        super().__init__("; ".join(parts))
+
+    def __reduce__(self) -> tuple[type[InvalidSetting], tuple[list[tuple[str, str, str | None]]]]:
+        return (type(self), (self.problems,))

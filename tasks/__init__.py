@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "AgentProfile": ".profile",
+    "ClaudeSessionsSettings": "prefect_claude_sessions.storage.settings",
+    "InvalidSetting": "prefect_claude_sessions.storage.errors",
     "Checkpoint": ".results",
     "Decision": ".results",
     "SessionTurn": ".results",
     "checkpoint_session": ".session_tasks",
     "fork_session": ".session_tasks",
     "get_service": ".session_tasks",
+    "get_settings": "prefect_claude_sessions.storage.settings",
     "handoff_session": ".session_tasks",
     "init_session": ".session_tasks",
     "record_decision": ".session_tasks",
@@ -32,11 +35,14 @@ _EXPORTS = {
 __all__ = [
     "AgentProfile",
     "Checkpoint",
+    "ClaudeSessionsSettings",
     "Decision",
+    "InvalidSetting",
     "SessionTurn",
     "checkpoint_session",
     "fork_session",
     "get_service",
+    "get_settings",
     "handoff_session",
     "init_session",
     "record_decision",
@@ -45,6 +51,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from prefect_claude_sessions.storage.errors import InvalidSetting
+    from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
+
     from .profile import AgentProfile
     from .results import Checkpoint, Decision, SessionTurn
     from .session_tasks import (

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from typing import Any
 from uuid import UUID
 
 from prefect_claude_sessions.storage import SessionRecord, open_db, sessions, turns
+from prefect_claude_sessions.storage.settings import get_settings
 
 logger = logging.getLogger("claude_sessions")
 
@@ -121,14 +121,18 @@ class ReportPublisher:
     """
 
     def __init__(self, interval_s: float | None = None) -> None:
-        self.interval_s = (
-            interval_s
-            if interval_s is not None
-            else float(os.environ.get("CLAUDE_SESSIONS_REPORT_INTERVAL_S", "5"))
-        )
+        # None: ``CLAUDE_SESSIONS_REPORT_INTERVAL_S`` from the settings, read at each request
+        self._interval_s = interval_s
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._pending: dict[str, tuple[Any, str | None, threading.Timer]] = {}
+
+    @property
+    def interval_s(self) -> float:
+        """Least seconds between two publications of one run's report."""
+        if self._interval_s is not None:
+            return self._interval_s
+        return get_settings().report_interval_s
 
     def request(self, engine: Any, flow_run_id: str) -> None:
         """Ask for the run's report to be (re)published soon."""

@@ -18,6 +18,8 @@ Design:
 - **Bounded.** At most ``max_size`` clients (``CLAUDE_SESSIONS_POOL_SIZE``, default 4): the
   least recently used idle client is closed to make room. Clients idle longer than
   ``idle_timeout_s`` (``CLAUDE_SESSIONS_POOL_IDLE_S``, default 300) are closed by a reaper.
+  Unless given to the constructor, both are read from the settings when used, so a changed
+  variable applies to the long-lived default pool from its next turn on.
 - **Failures drop the client.** A turn that raises, times out, is cancelled or ends in an error
   result closes its client; a CLI that died mid-turn raises `TransientAgentError`. A CLI found
   dead between turns is replaced silently (the transcript is on disk or in the store).
@@ -48,6 +50,7 @@ from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,
     TransientAgentError,
+    agent_settings,
     classify_error,
 )
 from prefect_claude_sessions.tasks.runtime import TurnOutcome, drive_turn
@@ -57,8 +60,6 @@ __all__ = ["ClientPool", "default_pool", "options_fingerprint"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_POOL_SIZE = 4
-DEFAULT_IDLE_S = 300.0
 
 #: Options that address a session rather than configure the agent; not part of the fingerprint.
 SESSION_FIELDS = frozenset(
@@ -103,16 +104,6 @@ def options_fingerprint(options: ClaudeAgentOptions) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
-
-
 @dataclasses.dataclass(eq=False)
 class _Entry:
     client: ClaudeSDKClient
@@ -146,24 +137,29 @@ class ClientPool:
         *,
         name: str = "claude-pool",
     ) -> None:
-        self.max_size = int(
-            max_size
-            if max_size is not None
-            else _env_float("CLAUDE_SESSIONS_POOL_SIZE", DEFAULT_POOL_SIZE)
-        )
-        self.idle_timeout_s = float(
-            idle_timeout_s
-            if idle_timeout_s is not None
-            else _env_float("CLAUDE_SESSIONS_POOL_IDLE_S", DEFAULT_IDLE_S)
-        )
-        if self.max_size < 1:
-            raise InvalidInput(f"pool max_size must be >= 1, got {self.max_size}")
-        if self.idle_timeout_s <= 0:
-            raise InvalidInput(f"pool idle_timeout_s must be > 0, got {self.idle_timeout_s}")
+        # None: take CLAUDE_SESSIONS_POOL_SIZE / _POOL_IDLE_S from the settings at each use
+        self._max_size = None if max_size is None else int(max_size)
+        self._idle_timeout_s = None if idle_timeout_s is None else float(idle_timeout_s)
+        if self._max_size is not None and self._max_size < 1:
+            raise InvalidInput(f"pool max_size must be >= 1, got {self._max_size}")
+        if self._idle_timeout_s is not None and self._idle_timeout_s <= 0:
+            raise InvalidInput(f"pool idle_timeout_s must be > 0, got {self._idle_timeout_s}")
         self.name = name
         self._guard = threading.Lock()
         self._reset()
         _pools.add(self)
+
+    @property
+    def max_size(self) -> int:
+        """Most clients kept: the constructor's value, else ``CLAUDE_SESSIONS_POOL_SIZE``."""
+        return self._max_size if self._max_size is not None else agent_settings().pool_size
+
+    @property
+    def idle_timeout_s(self) -> float:
+        """Seconds an idle client is kept: the constructor's value, else ``CLAUDE_SESSIONS_POOL_IDLE_S``."""
+        if self._idle_timeout_s is not None:
+            return self._idle_timeout_s
+        return agent_settings().pool_idle_s
 
     def _reset(self) -> None:
         self._pid = os.getpid()
@@ -376,12 +372,20 @@ class ClientPool:
             logger.debug("%s: disconnect after %s failed: %r", self.name, reason, exc)
 
     async def _reaper(self) -> None:
-        interval = max(0.05, min(self.idle_timeout_s / 2, 30.0))
+        from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings
+
+        idle_s: float = ClaudeSessionsSettings.model_fields["pool_idle_s"].default
         while True:
-            await asyncio.sleep(interval)
+            try:
+                idle_s = self.idle_timeout_s
+            except InvalidInput as exc:
+                # The reaper has no caller to tell; keep the last good value and let the next
+                # turn (which reads the same settings) report the error to its caller.
+                logger.warning("%s: %s; keeping idle timeout %gs", self.name, exc, idle_s)
+            await asyncio.sleep(max(0.05, min(idle_s / 2, 30.0)))
             now = time.monotonic()
             for entry in list(self._entries.values()):
-                if not entry.busy and now - entry.last_used > self.idle_timeout_s:
+                if not entry.busy and now - entry.last_used > idle_s:
                     self._counts["idle_closed"] += 1
                     await self._drop(entry, "idle")
 

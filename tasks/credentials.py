@@ -110,7 +110,13 @@ def resolve_credentials(
     named in ``CLAUDE_SESSIONS_CREDENTIALS_BLOCK``; else another CLI auth method that is set
     (``CLAUDE_CODE_OAUTH_TOKEN``, ``CLAUDE_CODE_USE_BEDROCK``/``_VERTEX``/``_FOUNDRY``).
     Raises `MissingCredentials` when none is configured. Never falls back to a stand-in model.
+
+    ``environ`` replaces this process's environment (the ``ANTHROPIC_*``/``CLAUDE_CODE_*``
+    variables are read from it as they are, our own through `ClaudeSessionsSettings`).
     """
+    # imported here: Prefect imports this module (the collection entry point) in every process
+    from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
+
     env_in = os.environ if environ is None else environ
     if block_name:
         return _load_block(block_name).env()
@@ -124,8 +130,9 @@ def resolve_credentials(
         if env_in.get("ANTHROPIC_BASE_URL"):
             out["ANTHROPIC_BASE_URL"] = env_in["ANTHROPIC_BASE_URL"]
         return out
-    if env_in.get(BLOCK_ENV_VAR):
-        return _load_block(env_in[BLOCK_ENV_VAR]).env()
+    settings = get_settings() if environ is None else ClaudeSessionsSettings.from_environ(environ)
+    if settings.credentials_block:
+        return _load_block(settings.credentials_block).env()
     for key in PASSTHROUGH_AUTH:
         if env_in.get(key):
             if key in SECRET_KEYS:

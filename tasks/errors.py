@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 import re
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings
 
 __all__ = [
     "AgentError",
@@ -23,6 +26,7 @@ __all__ = [
     "MissingCredentials",
     "PermanentAgentError",
     "TransientAgentError",
+    "agent_settings",
     "classify_error",
     "classify_known",
     "classify_result",
@@ -143,6 +147,24 @@ class MissingCredentials(PermanentAgentError):
     """No model credentials are configured (environment or ``ClaudeCredentials`` block)."""
 
     default_kind = "missing_credentials"
+
+
+def agent_settings() -> ClaudeSessionsSettings:
+    """`storage.settings.get_settings` for the agent runtime and the session service.
+
+    A bad ``CLAUDE_SESSIONS_*`` variable raises `InvalidInput` here (same message, naming the
+    variable and what it expects) instead of the store's `InvalidSetting`: the runtime's callers
+    handle `AgentError` (the service marks the turn failed, Prefect does not retry a permanent
+    error), and `run_turn` promises `InvalidInput` for unusable input before anything starts.
+    """
+    # imported here: this module stays importable without loading the store
+    from prefect_claude_sessions.storage.errors import InvalidSetting
+    from prefect_claude_sessions.storage.settings import get_settings
+
+    try:
+        return get_settings()
+    except InvalidSetting as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 # --- classification --------------------------------------------------------------------------
@@ -351,8 +373,15 @@ def _storage_cause(exc: BaseException) -> BaseException | None:
 def _storage_error(exc: BaseException, **kw: Any) -> AgentError:
     """A store failure as an agent error: a database that is down or a busy session may
     recover; a missing session, bad id, damaged entry or missing key will not."""
-    from prefect_claude_sessions.storage import DatabaseUnavailable, SessionBusy, StorageError
+    from prefect_claude_sessions.storage import (
+        DatabaseUnavailable,
+        InvalidSetting,
+        SessionBusy,
+        StorageError,
+    )
 
+    if isinstance(exc, InvalidSetting):  # a bad CLAUDE_SESSIONS_* variable: fix it, not retry
+        return InvalidInput(str(exc), **kw)
     if isinstance(exc, DatabaseUnavailable):
         return TransientAgentError(str(exc), kind="database_unavailable", **kw)
     if isinstance(exc, SessionBusy):

@@ -8,10 +8,12 @@ register your own with `register_redactor`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from typing import Any
+
+from prefect_claude_sessions.storage.errors import InvalidSetting
+from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, env_name, get_settings
 
 Redactor = Callable[[str], str]
 
@@ -34,15 +36,22 @@ def register_redactor(redactor: Redactor) -> None:
     _registered.append(redactor)
 
 
-def active_redactors() -> list[Redactor]:
-    """The registered redactors plus those named in ``CLAUDE_SESSIONS_REDACT`` (comma-separated)."""
-    named = [
-        n.strip() for n in os.environ.get("CLAUDE_SESSIONS_REDACT", "").split(",") if n.strip()
-    ]
+def active_redactors(settings: ClaudeSessionsSettings | None = None) -> list[Redactor]:
+    """The registered redactors plus those named in ``CLAUDE_SESSIONS_REDACT`` (comma-separated).
+
+    The settings only split the names; which names exist is known here, so this checks them.
+    """
+    named = (settings or get_settings()).redact
     unknown = [n for n in named if n not in BUILTIN]
     if unknown:
-        raise ValueError(
-            f"CLAUDE_SESSIONS_REDACT names unknown redactors {unknown}; known: {sorted(BUILTIN)}"
+        raise InvalidSetting(
+            [
+                (
+                    env_name("redact"),
+                    f"comma-separated names of known redactors {sorted(BUILTIN)}",
+                    f"unknown {unknown}",
+                )
+            ]
         )
     return [BUILTIN[n] for n in named] + list(_registered)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from prefect_claude_sessions.tasks.errors import (
     MissingCredentials,
     PermanentAgentError,
     TransientAgentError,
+    agent_settings,
     classify_error,
     classify_result,
     scrub,
@@ -43,11 +43,6 @@ if TYPE_CHECKING:
     from prefect_claude_sessions.tasks.client_pool import ClientPool
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
-
-#: Default upper bound of one turn, seconds (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``; 0 = none).
-DEFAULT_TURN_TIMEOUT_S = 1800.0
-#: Default bound on the CLI's acknowledgement of a prompt, seconds.
-DEFAULT_FIRST_MESSAGE_TIMEOUT_S = 60.0
 
 
 class TurnOutcome(BaseModel):
@@ -91,13 +86,7 @@ def first_message_timeout_s() -> float:
     """How long the CLI may take to acknowledge a prompt (``CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S``,
     default 60 s). The CLI answers every prompt it accepts with a ``system/init`` message
     before it calls the model, so this bounds a silently dropped prompt, not the model."""
-    raw = os.environ.get("CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S")
-    try:
-        return float(raw) if raw else DEFAULT_FIRST_MESSAGE_TIMEOUT_S
-    except ValueError:
-        raise InvalidInput(
-            f"CLAUDE_SESSIONS_FIRST_MESSAGE_TIMEOUT_S must be seconds, got {raw!r}"
-        ) from None
+    return agent_settings().first_message_timeout_s
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -214,11 +203,7 @@ def error_for(outcome: TurnOutcome) -> AgentError:
 def _timeout(timeout_s: float | None) -> float | None:
     if timeout_s is not None:
         return timeout_s if timeout_s > 0 else None
-    raw = os.environ.get("CLAUDE_SESSIONS_TURN_TIMEOUT_S")
-    try:
-        value = float(raw) if raw else DEFAULT_TURN_TIMEOUT_S
-    except ValueError:
-        raise InvalidInput(f"CLAUDE_SESSIONS_TURN_TIMEOUT_S must be seconds, got {raw!r}") from None
+    value = agent_settings().turn_timeout_s
     return value if value > 0 else None
 
 
@@ -295,7 +280,8 @@ async def run_turn(
     - ``head_uuid``: the session's latest assistant uuid as the caller knows it; a pooled client
       whose conversation ends elsewhere is stale (another worker moved on) and is replaced.
 
-    Raises `InvalidInput`/`MissingCredentials` before starting anything, a `TransientAgentError`
+    Raises `InvalidInput` (also for a bad ``CLAUDE_SESSIONS_*`` variable)/`MissingCredentials`
+    before starting anything, a `TransientAgentError`
     or `PermanentAgentError` when the turn fails; an error result's partial outcome is on the
     exception's ``.outcome``.
     """

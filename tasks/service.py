@@ -38,7 +38,7 @@ from prefect_claude_sessions.storage import (
 from . import branching, placement, transcript
 from .compaction import compaction_key, compaction_prompt, stored_brief
 from .context import RunContext
-from .errors import InvalidInput, PermanentAgentError
+from .errors import InvalidInput, PermanentAgentError, agent_settings
 from .idempotency import session_id_for, turn_key
 from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
@@ -46,7 +46,6 @@ from .redaction import redact_payload
 from .results import Checkpoint, Decision, Operation, SessionTurn
 from .turn_protocol import Emit, TurnPlan, TurnProtocol, emit_nothing
 from .validation import (
-    DEFAULT_MAX_PROMPT_CHARS,
     normalize_session_id,
     validate_idempotency_key,
     validate_label,
@@ -60,24 +59,8 @@ CredentialLookup = Callable[[str | None], Mapping[str, str]]
 __all__ = ["SessionService", "agent_fingerprint", "validate_prompt"]
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise InvalidInput(f"{name} must be a number of seconds, got {raw!r}") from exc
-
-
 def _max_prompt_chars() -> int:
-    raw = os.environ.get("CLAUDE_SESSIONS_MAX_PROMPT_CHARS")
-    try:
-        return int(raw) if raw else DEFAULT_MAX_PROMPT_CHARS
-    except ValueError as exc:
-        raise InvalidInput(
-            f"CLAUDE_SESSIONS_MAX_PROMPT_CHARS must be a whole number, got {raw!r}"
-        ) from exc
+    return agent_settings().max_prompt_chars
 
 
 def agent_fingerprint(profile: AgentProfile) -> dict[str, Any]:
@@ -114,21 +97,33 @@ class SessionService:
     ) -> None:
         self.store = store or SQLModelSessionStore()
         self.credentials_block = credentials_block
-        self.claim_ttl_s = claim_ttl_s or _env_float("CLAUDE_SESSIONS_CLAIM_TTL", 120.0)
-        self.busy_timeout_s = (
-            busy_timeout_s
-            if busy_timeout_s is not None
-            else _env_float("CLAUDE_SESSIONS_BUSY_TIMEOUT", 60.0)
-        )
+        # None: CLAUDE_SESSIONS_CLAIM_TTL / _BUSY_TIMEOUT from the settings, read at each turn
+        self._claim_ttl_s = claim_ttl_s or None
+        self._busy_timeout_s = busy_timeout_s
         self._credentials = credentials or _default_credentials
         self.emit: Emit = emit or emit_nothing
         self.protocol = TurnProtocol(
             self.store,
-            lease=LeaseTerms(ttl_s=self.claim_ttl_s, busy_timeout_s=self.busy_timeout_s),
+            lease=self._lease_terms,
             options_for=self._options,
             emit=self.emit,
             pool=pool or _default_pool,
         )
+
+    @property
+    def claim_ttl_s(self) -> float:
+        """Seconds a claim on a session lasts without renewal."""
+        return self._claim_ttl_s or agent_settings().claim_ttl
+
+    @property
+    def busy_timeout_s(self) -> float:
+        """Seconds to wait for a session another worker is writing."""
+        if self._busy_timeout_s is not None:
+            return self._busy_timeout_s
+        return agent_settings().busy_timeout
+
+    def _lease_terms(self) -> LeaseTerms:
+        return LeaseTerms(ttl_s=self.claim_ttl_s, busy_timeout_s=self.busy_timeout_s)
 
     # ------------------------------------------------------------------ public operations
 
@@ -417,7 +412,7 @@ class SessionService:
             raise InvalidInput(f"the summary of session {session_id} is empty; not compacting it")
         record = self._session(session_id)
         profile = self._profile_of(record)
-        lease = self.protocol.lease
+        lease = self._lease_terms()
         with hold_session(self.store, session_id, ctx.holder(), lease):
             key = turn_key(
                 "compaction",

@@ -22,7 +22,7 @@ from . import events
 from .artifacts import report_publisher
 from .context import current_run
 from .credentials import resolve_credentials
-from .errors import should_retry
+from .errors import agent_settings, should_retry
 from .profile import AgentProfile
 from .results import Checkpoint, Decision, SessionTurn
 from .service import SessionService
@@ -35,7 +35,8 @@ _services_lock = threading.Lock()
 
 def get_service(url: str | None = None) -> SessionService:
     """The process-wide `SessionService` for a database URL (default: `storage.database_url()`)."""
-    url = url or database_url()
+    # agent_settings: a bad CLAUDE_SESSIONS_* variable fails the task as InvalidInput
+    url = url or database_url(agent_settings())
     with _services_lock:
         service = _services.get(url)
         if service is None:

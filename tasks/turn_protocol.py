@@ -118,7 +118,7 @@ class TurnProtocol:
         self,
         store: SQLModelSessionStore,
         *,
-        lease: LeaseTerms,
+        lease: Callable[[], LeaseTerms],
         options_for: Callable[[AgentProfile, dict[str, Any]], ClaudeAgentOptions],
         emit: Emit,
         pool: Callable[[], Any],
@@ -174,7 +174,7 @@ class TurnProtocol:
         done = self.completed(plan.key)
         if done is not None:
             return self.result(done, plan, replayed=True)
-        with hold_session(self.store, plan.target_id, ctx.holder(), self.lease):
+        with hold_session(self.store, plan.target_id, ctx.holder(), self.lease()):
             done = self.completed(plan.key)  # finished by another worker while we waited
             if done is not None:
                 return self.result(done, plan, replayed=True)
