@@ -9,7 +9,6 @@ error on stderr and exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Callable, Iterator
@@ -23,12 +22,12 @@ import sqlalchemy.exc
 import typer
 from prefect_claude_sessions.flows.lineage_view import lineage, lineage_tree_view, root_of
 from prefect_claude_sessions.storage import (
+    SessionBusy,
     SessionRecord,
     SessionStatus,
     SQLModelSessionStore,
     StorageError,
     checkpoints,
-    claims,
     database_url,
     decisions,
     open_db,
@@ -37,6 +36,7 @@ from prefect_claude_sessions.storage import (
 )
 from prefect_claude_sessions.storage.config import masked_url
 from prefect_claude_sessions.storage.ids import validate_session_id
+from prefect_claude_sessions.tasks import retention
 from prefect_claude_sessions.tasks.artifacts import render_lineage
 from rich import box
 from rich.console import Console
@@ -285,24 +285,15 @@ def purge_candidates(
 
 
 def purge_session(url: str, sid: str) -> int:
-    """Delete a session's stored transcripts and mark it purged; returns the bytes freed.
+    """Purge one session (see `tasks.retention.purge_session`); returns the bytes freed.
 
-    Lineage, turns, checkpoints and decisions stay (they are the audit trail); a session that a
-    worker is writing right now (claimed) is refused.
+    A session that a worker is writing right now (claimed) is refused.
     """
-    store = SQLModelSessionStore(url)
-    with open_db(url) as db:
-        holder = claims.current_holder(db, sid)
-        if holder is not None:
-            raise BadInput(f"session {sid} is in use by {holder}; try again later")
-        record = sessions.get_session(db, sid)
-        freed, project_key = record.transcript_bytes, record.project_key
-    # The main transcript and its subagent transcripts, under the session's recorded home.
-    asyncio.run(store.delete({"project_key": project_key, "session_id": sid}))
-    with open_db(url) as db:
-        sessions.set_transcript_bytes(db, sid, 0)
-        sessions.set_status(db, sid, SessionStatus.purged)
-    return freed
+    try:
+        return retention.purge_session(SQLModelSessionStore(url), sid)
+    except SessionBusy as exc:
+        holder = f" by {exc.holder}" if exc.holder else ""
+        raise BadInput(f"session {sid} is in use{holder}; try again later") from None
 
 
 def human_bytes(n: int | None) -> str:

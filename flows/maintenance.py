@@ -17,23 +17,19 @@ Scheduled nightly (see prefect.yaml). Three steps, each visible in the dashboard
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any
 
-import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect_claude_sessions.storage import SessionRecord, SessionStatus, open_db
-from prefect_claude_sessions.tasks import resume_session
+from prefect_claude_sessions.storage import SessionRecord, SessionStatus
+from prefect_claude_sessions.tasks import resume_session, retention
 from prefect_claude_sessions.tasks.compaction import SUMMARY_REQUEST, compact, compaction_key
 from prefect_claude_sessions.tasks.context import current_run
 from prefect_claude_sessions.tasks.errors import should_retry
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
 
 SIZES_KEY = "session-sizes"
 REPORT_KEY = "session-maintenance"
@@ -99,15 +95,7 @@ def _size(record: SessionRecord) -> SessionSize:
 @task(name="measure-sessions", cache_policy=NO_CACHE)
 def measure_sessions(agent: str | None = None) -> list[SessionSize]:
     """Every session that still has a transcript (not purged), largest transcript first."""
-    with open_db(get_service().store.engine) as db:
-        query = select(SessionRecord).where(SessionRecord.status != SessionStatus.purged)
-        if agent:
-            query = query.where(SessionRecord.agent_name == agent)
-        query = query.order_by(
-            sa.desc(col(SessionRecord.transcript_bytes)),
-            col(SessionRecord.id),
-        )
-        return [_size(r) for r in db.exec(query).all()]
+    return [_size(r) for r in get_service().reads.by_transcript_size(agent_name=agent)]
 
 
 @task(
@@ -139,24 +127,9 @@ def compact_session(session_id: str, summarize_with_agent: bool = False) -> Comp
 
 @task(name="purge-transcript", task_run_name="purge {session_id:.8}", cache_policy=NO_CACHE)
 def purge_transcript(session_id: str) -> str:
-    """Delete a session's stored transcripts (main and subagents) and mark it purged."""
-    service = get_service()
-    store = service.store
-    project_key = store.project_key_of(session_id)
-    if project_key is not None:
-        key = {"project_key": project_key, "session_id": session_id}
-
-        def delete() -> None:
-            asyncio.run(store.delete(key))  # type: ignore[arg-type]
-
-        # The store's delete is the SDK protocol's (async); run it on its own loop and thread,
-        # whatever loop the caller is in.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(delete).result()
-    with open_db(store.engine) as db:
-        from prefect_claude_sessions.storage import sessions
-
-        sessions.set_status(db, session_id, SessionStatus.purged)
+    """Purge a session (the same purge as ``claude-sessions purge``: a busy session is refused,
+    its transcript size reset, any warm CLI holding it closed)."""
+    retention.purge_session(get_service().store, session_id)
     return session_id
 
 

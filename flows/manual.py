@@ -11,7 +11,6 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
-from prefect_claude_sessions.storage import checkpoints, decisions, open_db, sessions, turns
 from prefect_claude_sessions.tasks import (
     Checkpoint,
     SessionTurn,
@@ -81,30 +80,30 @@ class SessionView(BaseModel):
 def show(session_id: str) -> SessionView:
     """Describe session ``session_id``: totals, lineage, turns, checkpoints and decisions (also as
     a markdown artifact)."""
-    with open_db(get_service().store.engine) as db:
-        record = sessions.get_session(db, session_id)
-        chain = sessions.ancestors(db, session_id)
-        root = chain[-1].id if chain else session_id
-        tree = render_lineage(sessions.lineage_tree(db, root), {session_id})
-        rows = turns.list_turns(db, session_id)
-        marks = checkpoints.list_checkpoints(db, session_id)
-        logged = decisions.list_decisions(db, session_id=session_id)
-        view = SessionView(
-            id=record.id,
-            agent=record.agent_name,
-            origin=record.origin.value,
-            status=record.status.value,
-            parent_id=record.parent_id,
-            turns=record.turn_count,
-            cost_usd=record.cost_usd,
-            transcript_bytes=record.transcript_bytes,
-            checkpoints=[{"id": c.id, "label": c.label, "at": c.transcript_uuid} for c in marks],
-            decisions=[{"key": d.key, "payload": d.payload} for d in logged],
-        )
-        turn_lines = [
-            f"| {i} | {t.operation} | {t.status.value} | {(t.result_text or '')[:80]!r} |"
-            for i, t in enumerate(rows, start=1)
-        ]
+    reads = get_service().reads
+    record = reads.session(session_id)
+    chain = reads.ancestors(session_id)
+    root = chain[-1].id if chain else session_id
+    tree = render_lineage(reads.lineage_tree(root), {session_id})
+    rows = reads.turns(session_id)
+    marks = reads.checkpoints(session_id)
+    logged = reads.decisions(session_id)
+    view = SessionView(
+        id=record.id,
+        agent=record.agent_name,
+        origin=record.origin.value,
+        status=record.status.value,
+        parent_id=record.parent_id,
+        turns=record.turn_count,
+        cost_usd=record.cost_usd,
+        transcript_bytes=record.transcript_bytes,
+        checkpoints=[{"id": c.id, "label": c.label, "at": c.transcript_uuid} for c in marks],
+        decisions=[{"key": d.key, "payload": d.payload} for d in logged],
+    )
+    turn_lines = [
+        f"| {i} | {t.operation} | {t.status.value} | {(t.result_text or '')[:80]!r} |"
+        for i, t in enumerate(rows, start=1)
+    ]
     create_markdown_artifact(
         key="session-show",
         markdown="\n".join(

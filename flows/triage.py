@@ -13,19 +13,16 @@ from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect_claude_sessions.storage import (
     SessionOrigin,
     SessionStatus,
-    decisions,
-    open_db,
-    sessions,
-    turns,
 )
 from prefect_claude_sessions.tasks import (
     SessionTurn,
@@ -100,38 +97,40 @@ def parse_triage(text: str) -> dict[str, str]:
     }
 
 
+@task(name="find-team-session", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def team_session_id(team: str) -> str | None:
     """The team's long-lived triage session: the newest active one of its profile that began
     the conversation or continues it after a compaction (an operator's fork of it is not it)."""
-    with open_db(get_service().store.engine) as db:
-        found = sessions.list_sessions(
-            db, agent_name=team_profile(team).name, status=SessionStatus.active, limit=50
-        )
-        main = [s for s in found if s.origin in (SessionOrigin.init, SessionOrigin.compaction)]
-        return main[0].id if main else None
+    found = get_service().reads.sessions(
+        agent_name=team_profile(team).name, status=SessionStatus.active, limit=50
+    )
+    main = [s for s in found if s.origin in (SessionOrigin.init, SessionOrigin.compaction)]
+    return main[0].id if main else None
 
 
+@task(name="read-triaged-emails", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def triaged_emails(session_id: str | None) -> dict[str, dict[str, Any]]:
     """E-mails already triaged in this session or the sessions it was compacted from:
     ``{email_id: {"triage": payload, "session_id": ..., "handoff": payload | None}}``."""
     if session_id is None:
         return {}
+    reads = get_service().reads
     done: dict[str, dict[str, Any]] = {}
-    with open_db(get_service().store.engine) as db:
-        chain = [session_id, *(r.id for r in sessions.ancestors(db, session_id))]
-        for sid in chain:
-            for row in decisions.list_decisions(db, session_id=sid):
-                email_id = (row.payload or {}).get("email_id")
-                if not email_id:
-                    continue
-                entry = done.setdefault(email_id, {"handoff": None})
-                if row.key == "triage":
-                    entry.update(triage=row.payload, session_id=row.session_id)
-                elif row.key == "handoff":
-                    entry["handoff"] = row.payload
+    chain = [session_id, *(r.id for r in reads.ancestors(session_id))]
+    for sid in chain:
+        for row in reads.decisions(sid):
+            email_id = (row.payload or {}).get("email_id")
+            if not email_id:
+                continue
+            entry = done.setdefault(email_id, {"handoff": None})
+            if row.key == "triage":
+                entry.update(triage=row.payload, session_id=row.session_id)
+            elif row.key == "handoff":
+                entry["handoff"] = row.payload
     return {k: v for k, v in done.items() if "triage" in v}
 
 
+@task(name="read-opening-prompt", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def opening_prompt_digest(session_id: str | None) -> str | None:
     """The digest of the prompt that started the session (its init turn), if any.
 
@@ -140,8 +139,7 @@ def opening_prompt_digest(session_id: str | None) -> str | None:
     """
     if session_id is None:
         return None
-    with open_db(get_service().store.engine) as db:
-        first = next(iter(turns.list_turns(db, session_id)), None)
+    first = next(iter(get_service().reads.turns(session_id)), None)
     return first.prompt_digest if first is not None and first.operation == "init" else None
 
 

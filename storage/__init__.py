@@ -15,6 +15,7 @@ from .errors import (
     InvalidSetting,
     SessionBusy,
     SessionNotFound,
+    SessionPurged,
     StorageError,
 )
 from .models import (
@@ -49,6 +50,7 @@ __all__ = [
     "SessionClaim",
     "SessionNotFound",
     "SessionOrigin",
+    "SessionPurged",
     "SessionRecord",
     "SessionStatus",
     "StorageError",

@@ -78,6 +78,17 @@ class DatabaseReadOnly(StorageError, PermissionError):
         super().__init__(f"database {url} is read-only, the write was refused: {detail}")
 
 
+class SessionPurged(StorageError):
+    """The session was purged: its conversation is gone and no operation may use it again."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} was purged: its conversation is deleted and it can no "
+            "longer be resumed, forked, handed off, checkpointed, rewound, compacted or exported"
+        )
+
+
 class SessionBusy(StorageError):
     """Another worker holds the session's claim; try again after it is released or expires."""
 

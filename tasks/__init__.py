@@ -21,6 +21,7 @@ _EXPORTS = {
     "Checkpoint": ".results",
     "Decision": ".results",
     "SessionTurn": ".results",
+    "SessionPurged": "prefect_claude_sessions.storage.errors",
     "checkpoint_session": ".session_tasks",
     "fork_session": ".session_tasks",
     "get_service": ".session_tasks",
@@ -38,6 +39,7 @@ __all__ = [
     "ClaudeSessionsSettings",
     "Decision",
     "InvalidSetting",
+    "SessionPurged",
     "SessionTurn",
     "checkpoint_session",
     "fork_session",
@@ -51,7 +53,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from prefect_claude_sessions.storage.errors import InvalidSetting
+    from prefect_claude_sessions.storage.errors import InvalidSetting, SessionPurged
     from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 
     from .profile import AgentProfile

@@ -25,6 +25,7 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions
 from prefect_claude_sessions.storage import (
     SessionOrigin,
+    SessionPurged,
     SessionRecord,
     SessionStatus,
     SQLModelSessionStore,
@@ -42,6 +43,7 @@ from .errors import InvalidInput, PermanentAgentError, agent_settings
 from .idempotency import session_id_for, turn_key
 from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
+from .reads import SessionReads
 from .redaction import redact_payload
 from .results import Checkpoint, Decision, Operation, SessionTurn
 from .turn_protocol import Emit, TurnPlan, TurnProtocol, emit_nothing
@@ -101,6 +103,7 @@ class SessionService:
         self._claim_ttl_s = claim_ttl_s or None
         self._busy_timeout_s = busy_timeout_s
         self._credentials = credentials or _default_credentials
+        self.reads = SessionReads(self.store)
         self.emit: Emit = emit or emit_nothing
         self.protocol = TurnProtocol(
             self.store,
@@ -490,12 +493,7 @@ class SessionService:
     def _require_usable(self, record: SessionRecord) -> None:
         """Refuse every operation on a purged session before anything is read or sent."""
         if record.status == SessionStatus.purged:
-            from prefect_claude_sessions import storage
-
-            purged = getattr(storage, "SessionPurged", None)
-            if purged is not None:
-                raise purged(record.id)
-            raise InvalidInput(f"session {record.id} was purged; it cannot be used again")
+            raise SessionPurged(record.id)
 
     def _require_continuable(self, record: SessionRecord) -> None:
         """A session whose first turn never completed has no conversation to continue."""
