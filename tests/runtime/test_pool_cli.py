@@ -79,9 +79,13 @@ async def test_cli_dying_mid_turn_is_transient_and_drops_the_client(
     assert info.value.kind in {"process_crashed", "connection_lost"}
     assert sid not in pool and pool.stats()["size"] == 0
 
-    # the next turn starts a new CLI and resumes the conversation from its transcript
+    # The next turn starts a new CLI and resumes at the last completed answer: the killed
+    # prompt may already be in the transcript, and resuming at the head leaves it out (the
+    # session service does this with the head it stores).
     standin.clear_faults()
-    third = await run_turn("three", make_options(resume=sid), pool=pool)
+    third = await run_turn(
+        "three", make_options(resume=sid, resume_session_at=first.assistant_uuid), pool=pool
+    )
     assert third.session_id == sid and not third.warm
     assert pool.stats()["starts"] == 2
     assert third.text.startswith("echo: three | earlier user turns: 1 | first: one")
