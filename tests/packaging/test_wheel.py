@@ -266,7 +266,7 @@ def test_migrations_and_sample_inbox_ship_and_work(installed: Installed) -> None
         url = "sqlite:///{store}"
         engine = get_engine(url)
         with engine.connect() as conn:
-            revision = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+            revision = conn.execute(sa.text("select version_num from claude_sessions_alembic_version")).scalar()
         tables = sorted(sa.inspect(engine).get_table_names())
         with open_db(url) as db:
             listed = sessions.list_sessions(db, limit=None)
@@ -285,7 +285,13 @@ def test_migrations_and_sample_inbox_ship_and_work(installed: Installed) -> None
     site = str(installed.site_packages)
     assert got["migrations"] == f"{site}/prefect_claude_sessions/storage/migrations"
     assert got["revision"] == got["head"] and got["head"]
-    assert {"alembic_version", "sessions", "turns", "decisions"} <= set(got["tables"]), got
+    assert {
+        "claude_sessions_alembic_version",
+        "claude_sessions_sessions",
+        "claude_sessions_turns",
+        "claude_sessions_decisions",
+    } <= set(got["tables"]), got
+    assert not {"alembic_version", "sessions", "turns"} & set(got["tables"]), got
     assert got["sessions"] == 0
     assert store.stat().st_size > 0
     assert got["inbox_file"].startswith(site)

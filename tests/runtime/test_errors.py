@@ -11,6 +11,7 @@ from claude_agent_sdk import (
     ProcessError,
     ResultError,
     ResultMessage,
+    rename_session,
 )
 from prefect.states import Completed, Failed
 from prefect_claude_sessions.tasks.errors import (
@@ -20,6 +21,7 @@ from prefect_claude_sessions.tasks.errors import (
     PermanentAgentError,
     TransientAgentError,
     classify_error,
+    classify_known,
     is_transient,
     register_secret,
     scrub,
@@ -103,7 +105,14 @@ def test_sdk_and_python_exceptions() -> None:
     assert classify_error(CLINotFoundError()).transient is False
     assert classify_error(TimeoutError()).kind == "timeout"
     assert classify_error(ConnectionResetError("reset")).transient
-    assert isinstance(classify_error(ValueError("bad")), InvalidInput)
+    # A ValueError from our own code is a bug: classify_known leaves it alone (re-raised as is,
+    # never retried); only one the SDK raised about its options is the caller's bad input.
+    assert classify_known(ValueError("bad")) is None
+    assert not isinstance(classify_error(ValueError("bad")), InvalidInput)
+    assert should_retry(ValueError("bad")) is False
+    with pytest.raises(ValueError) as raised:
+        rename_session("not-a-uuid", "title")  # the SDK's own check
+    assert isinstance(classify_known(raised.value), InvalidInput)
     assert classify_error(RuntimeError("weird")).transient  # unknown process-level: transient
     same = TransientAgentError("x")
     assert classify_error(same) is same
