@@ -26,12 +26,12 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from . import transcripts
+from . import spool, transcripts
 from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
-from .errors import InvalidSessionId, SessionNotFound
+from .errors import DatabaseUnavailable, InvalidSessionId, SessionNotFound
 from .ids import validate_key_part, validate_session_id, validate_subpath
 from .transcripts import StoreKey
 
@@ -117,8 +117,36 @@ class SQLModelSessionStore(SessionStore):
             return
         batch: list[Any] = list(entries)
         await anyio.to_thread.run_sync(
-            functools.partial(self._append_sync, skey, batch), abandon_on_cancel=True
+            functools.partial(self._append_mirrored, skey, batch), abandon_on_cancel=True
         )
+
+    def _append_mirrored(self, key: StoreKey, batch: list[Any]) -> int:
+        """An append from the CLI's mirror: a batch the database refuses because it is down goes
+        to this machine's spool (see `storage.spool`), and so does every later batch of the
+        session until the spool is replayed, so the stored order stays the CLI's order."""
+        encoded = self._encode(batch)  # validates everything before any write
+        try:
+            if spool.has_pending(key.session_id):
+                self.flush_spool(key.session_id)
+            return self._db(transcripts.append_entries, key, encoded, batch)
+        except DatabaseUnavailable:
+            spooled = spool.add(
+                spool.SpooledBatch(
+                    project_key=key.project_key,
+                    session_id=key.session_id,
+                    subpath=key.subpath,
+                    bodies=[e.text for e in encoded],
+                    digest=spool.batch_digest(batch),
+                )
+            )
+            if spooled:
+                logger.warning(
+                    "the database is down: kept %d transcript entries of session %s in the "
+                    "local spool until it is back",
+                    len(batch),
+                    key.session_id,
+                )
+            raise  # the turn is not complete until the store holds it
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
         encoded = self._encode(batch)  # validates everything before any write
@@ -191,6 +219,43 @@ class SQLModelSessionStore(SessionStore):
             return 0
         return self._append_sync(key, list(entries))
 
+    def flush_spool(self, session_id: str) -> int:
+        """Replay this machine's spooled batches of a session into the store, oldest first, and
+        forget them; returns how many entries were new. Raises DatabaseUnavailable (and keeps
+        the spool) while the database is still down.
+
+        The spool is dropped unread when it no longer continues the stored conversation (another
+        worker moved the session on): replaying it would interleave two histories.
+        """
+        sid = validate_session_id(session_id)
+        batches = spool.pending(sid)
+        if not batches:
+            return 0
+        decoded = [(b, self.codec.decode_many(b.bodies)) for b in batches]
+        main = batches[0].project_key
+        stored = self._db(transcripts.load_entries, StoreKey(main, sid), self.codec) or []
+        main_spooled = [e for b, entries in decoded if not b.subpath for e in entries]
+        if not _continues(stored, main_spooled):
+            logger.warning(
+                "dropping the local spool of session %s: the stored conversation moved on "
+                "without it (another worker continued the session)",
+                sid,
+            )
+            spool.discard(sid)
+            return 0
+        added = 0
+        for batch, entries in decoded:
+            key = StoreKey(batch.project_key, sid, batch.subpath)
+            added += self._db(transcripts.append_entries, key, self._encode(entries), entries)
+        spool.discard(sid)
+        logger.info("replayed %d spooled transcript entries of session %s", added, sid)
+        return added
+
+    def discard_spool(self, session_id: str) -> None:
+        """Forget this machine's spooled batches of a session (its uncompleted turn is being
+        rolled back, or the session is purged)."""
+        spool.discard(validate_session_id(session_id))
+
     def truncate(self, session_id: str, *, keep: int) -> int:
         """Keep the first ``keep`` entries of a session's main transcript, delete the rest (one
         transaction); returns how many were deleted. Rolls back an uncompleted turn."""
@@ -238,6 +303,22 @@ class SQLModelSessionStore(SessionStore):
         if stats is None:
             raise SessionNotFound(key.session_id)
         return stats
+
+
+def _continues(stored: list[dict[str, Any]], spooled: list[dict[str, Any]]) -> bool:
+    """True if the spooled main-transcript entries still follow the stored ones: the first new
+    entry's parent is stored, and nothing stored after that parent branches from it."""
+    known = {e.get("uuid") for e in stored if e.get("uuid")}
+    own = {e.get("uuid") for e in spooled if e.get("uuid")}
+    fresh = [e for e in spooled if e.get("uuid") and e.get("uuid") not in known]
+    first = next((e for e in fresh if e.get("parentUuid") and e["parentUuid"] not in own), None)
+    if first is None:
+        return True  # nothing new, or a chain that starts in the spool itself
+    parent = first["parentUuid"]
+    if parent not in known:
+        return False  # it hangs from an entry this store never held
+    at = next(i for i, e in enumerate(stored) if e.get("uuid") == parent)
+    return not any(e.get("parentUuid") == parent for e in stored[at + 1 :])
 
 
 def _safe_subpath(value: str) -> bool:
