@@ -472,7 +472,7 @@ class ClientPool:
             "idle_closed": self._counts["idle_closed"],
             "drops": dict(self._drops),
             "size": len(self._entries),
-            "sessions": sorted(self._entries),
+            "sessions": sorted(list(self._entries)),
         }
 
     def pid_of(self, session_id: str) -> int | None:
