@@ -15,7 +15,9 @@ endpoint is remembered for `OK_TTL_S` seconds, so a warm turn pays a dictionary 
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -94,7 +96,7 @@ async def check_endpoint(env: Mapping[str, str]) -> None:
     except (TimeoutError, asyncio.TimeoutError):
         problem = f"did not accept a connection within {CONNECT_TIMEOUT_S:g} s"
     except OSError as exc:  # refused, unreachable, unknown host
-        problem = f"refused the connection ({exc.strerror or type(exc).__name__})"
+        problem = _describe(exc)
     else:
         writer.close()
         with _ok_lock:
@@ -107,6 +109,15 @@ async def check_endpoint(env: Mapping[str, str]) -> None:
         "check the URL and that the server is running",
         kind="endpoint_unreachable",
     )
+
+
+def _describe(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"could not be resolved ({exc.strerror or exc})"
+    if exc.errno == errno.ECONNREFUSED or isinstance(exc, ConnectionRefusedError):
+        return "refused the connection (ECONNREFUSED)"
+    code = errno.errorcode.get(exc.errno or 0)
+    return f"could not be reached ({code or exc.strerror or type(exc).__name__})"
 
 
 def forget() -> None:

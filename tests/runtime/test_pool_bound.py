@@ -86,7 +86,7 @@ async def test_a_timeout_is_one_deadline_and_ends_the_cli(
     if not warm:  # the CLI start is inside the deadline too
         await pool.discard(sid)
     before = cli_children()
-    standin.inject(latency_s=30.0)
+    standin.inject(latency_s=10.0)
     started = time.monotonic()
     with pytest.raises(TransientAgentError) as info:
         await run_turn("slow", make_options(resume=sid), pool=pool)
@@ -112,7 +112,7 @@ async def test_a_timeout_is_one_deadline_and_ends_the_cli(
 
 def test_a_timeout_without_a_pool_is_one_deadline_too(standin, make_options) -> None:
     first = run_turn_sync("one", make_options())
-    standin.inject(latency_s=30.0)
+    standin.inject(latency_s=10.0)
     started = time.monotonic()
     with pytest.raises(TransientAgentError) as info:
         run_turn_sync("slow", make_options(resume=first.session_id), timeout_s=2.0)
