@@ -146,3 +146,52 @@ async def test_a_bug_in_our_code_is_re_raised_unchanged_and_ends_the_cli(
         await run_turn("three", make_options(resume=first.session_id))
     assert info.value is bug
     assert settle(set) == set()
+
+
+@pytest.mark.postgres
+def test_eight_forks_through_the_service_on_postgres_stay_within_the_pool(
+    tmp_path, standin, postgres_url, monkeypatch, prefect_harness
+) -> None:
+    """The same burst through `fork_session` on a PostgreSQL store and the process-wide pool
+    (the issue's report: pools grew to 9 with "all 5 clients are busy")."""
+    from prefect_claude_sessions.storage import dispose_engines
+    from prefect_claude_sessions.tasks import (
+        AgentProfile,
+        fork_session,
+        init_session,
+        resume_session,
+    )
+    from prefect_claude_sessions.tasks.client_pool import default_pool
+
+    from tests.conftest import enter_worker_world
+
+    enter_worker_world(tmp_path, standin, postgres_url, monkeypatch)
+    monkeypatch.setenv("CLAUDE_SESSIONS_POOL_SIZE", "4")
+    default_pool().close()  # start from an empty process-wide pool
+    pool = default_pool()
+    agent = AgentProfile(name="echo", system_prompt="You are a careful assistant.")
+    try:
+        base = init_session.fn("Trunk.", agent=agent)
+        standin.inject(latency_s=1.5, count=8)
+
+        def probe() -> dict[str, int]:
+            return {"slots": pool.stats()["slots"], "warm": len(pool.warm_pids())}
+
+        with Sampler(probe) as sampled, ThreadPoolExecutor(8) as threads:
+            forks = list(threads.map(lambda n: fork_session.fn(base, f"Branch {n}."), range(8)))
+
+        assert sampled.max["slots"] <= 4 and sampled.max["warm"] <= 4, sampled.max
+        live = settle(pool.warm_pids)
+        assert live == pool.warm_pids() and len(live) <= 4, (live, pool.stats())
+        assert len({f.session_id for f in forks}) == 8
+        for n, f in enumerate(forks):
+            assert f.parent_id == base.session_id
+            assert _user_turns_of(standin, f"Branch {n}.") == [["Trunk.", f"Branch {n}."]]
+        # a fork served by a one-off CLI resumes like any other, from the store
+        last = resume_session.fn(forks[-1], "And then?")
+        assert _user_turns_of(standin, "And then?") == [["Trunk.", "Branch 7.", "And then?"]]
+        assert last.session_id == forks[-1].session_id
+    finally:
+        pool.close()
+        dispose_engines()
+    assert settle(set) == set()
