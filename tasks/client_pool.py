@@ -180,6 +180,7 @@ class ClientPool:
         self._locks: dict[str, asyncio.Lock] = {}
         self._counts: Counter[str] = Counter()
         self._slots = 0  # pooled clients: connecting, warm, busy or still exiting
+        self._live: set[_Entry] = set()  # every client with a CLI, pooled or one-off
         self._drops: Counter[str] = Counter()
         self._closed = False
         self._reaper_task: asyncio.Task[None] | None = None
@@ -368,6 +369,7 @@ class ClientPool:
         slot is busy, a one-off client that closes after its turn."""
         pooled = await self._reserve()
         entry = _Entry(client=ClaudeSDKClient(options), fingerprint=fingerprint, pooled=pooled)
+        self._live.add(entry)
         if not pooled:
             self._counts["one_off"] += 1
             logger.info(
@@ -431,6 +433,7 @@ class ClientPool:
         try:
             await (end_cli(entry.client) if kill else close_cli(entry.client))
         finally:
+            self._live.discard(entry)
             if entry.pooled:
                 entry.pooled = False
                 self._slots -= 1
@@ -492,8 +495,9 @@ class ClientPool:
 
     # --- closing -----------------------------------------------------------------------------
     async def _close_all(self) -> None:
-        for entry in list(self._entries.values()):
-            await self._drop(entry, "closed")
+        # idle clients close the SDK's way; one still in a turn (warm or one-off) is ended
+        for entry in list(self._live):
+            await self._drop(entry, "closed", kill=entry.busy)
 
     async def _shutdown(self) -> None:
         await self._close_all()

@@ -93,7 +93,7 @@ async def test_a_timeout_is_one_deadline_and_ends_the_cli(
     elapsed = time.monotonic() - started
     assert info.value.kind == "timeout" and f"{timeout_s:g} s" in str(info.value)
     assert timeout_s <= elapsed < 1.5 * timeout_s + 3, elapsed
-    assert elapsed < timeout_s + 1.0, f"ending the CLI took {elapsed - timeout_s:.1f} s"
+    assert elapsed < timeout_s + 2.0, f"ending the CLI took {elapsed - timeout_s:.1f} s"
     # the CLI working on it is gone at once, and the pool forgot it
     assert cli_children() == set(), cli_children()
     if warm:
@@ -120,6 +120,27 @@ def test_a_timeout_without_a_pool_is_one_deadline_too(standin, make_options) -> 
     assert info.value.kind == "timeout"
     assert 2.0 <= elapsed < 3.0, elapsed
     assert cli_children() == set()
+
+
+async def test_a_cancelled_turn_ends_its_cli(standin, make_options, pool) -> None:
+    """A caller that gives up (a cancelled task, a killed flow run's thread) leaves no CLI
+    working on the turn, pooled or one-off."""
+    import asyncio
+
+    first = await run_turn("one", make_options(), pool=pool)
+    standin.inject(latency_s=10.0)
+    seen = len(standin.requests(kind="main"))
+    turn = asyncio.create_task(run_turn("two", make_options(resume=first.session_id), pool=pool))
+    for _ in range(400):  # until the CLI is calling the model
+        if len(standin.requests(kind="main")) > seen:
+            break
+        await asyncio.sleep(0.05)
+    turn.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    assert settle(set) == set()
+    stats = pool.stats()
+    assert stats["drops"].get("cancelled") == 1 and stats["slots"] == 0, stats
 
 
 async def test_a_bug_in_our_code_is_re_raised_unchanged_and_ends_the_cli(
