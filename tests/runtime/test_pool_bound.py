@@ -49,6 +49,7 @@ def test_a_burst_of_forks_leaves_at_most_pool_size_clis(standin, make_options, m
             forks = list(threads.map(fork, range(8)))
 
         stats = pool.stats()
+        print(f"burst of 8 forks at pool size 4: peaks {sampled.max}, pool {stats}")
         # during: never more than 4 pooled CLI processes (a slot is held from before the CLI
         # starts until after it exited), while the burst itself ran beyond them, one-off
         assert sampled.max["slots"] <= 4 and sampled.max["warm"] <= 4, (sampled.max, stats)
