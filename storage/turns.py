@@ -38,7 +38,8 @@ def begin_turn(
         check_fence(db, fence, action="start of a turn")
     token = fence.token if fence is not None else None
     inserted = db.execute(
-        insert_ignoring_conflicts(table_of(TurnRecord), db.get_bind().dialect.name).values(
+        insert_ignoring_conflicts(table_of(TurnRecord), db.get_bind().dialect.name)
+        .values(
             idempotency_key=idempotency_key,
             session_id=sid,
             flow_run_id=flow_run_id,

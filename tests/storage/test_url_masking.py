@@ -51,7 +51,7 @@ def test_masked_url_hides_every_credential_and_keeps_the_rest(url: str, shown: s
 
 
 def test_unparsable_url_shows_nothing_of_it() -> None:
-    assert masked_url("::not a url %s" % MARKER) == "<unparsable database URL>"
+    assert masked_url(f"::not a url {MARKER}") == "<unparsable database URL>"
 
 
 def test_scrub_masks_secrets_echoed_in_free_text() -> None:
