@@ -220,6 +220,8 @@ def session_details(db: Session, sid: str) -> dict[str, Any]:
                 "num_turns": t.num_turns,
                 "answer": t.result_text,
                 "error": t.error,
+                "error_kind": t.error_kind,
+                "attempts": t.attempts,
                 "flow_run_id": t.flow_run_id,
                 "started_at": iso(t.started_at),
             }
@@ -428,8 +430,19 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
     )
     _consoles.out.print(Markdown("**Lineage**\n\n" + info["lineage"]["markdown"]))
     table = Table(title=f"Turns ({len(info['turns'])})", title_justify="left")
-    for name in ("#", "operation", "status", "cost", "duration", "answer"):
-        table.add_column(name, justify="right" if name in ("#", "cost", "duration") else "left")
+    for name in (
+        "#",
+        "operation",
+        "status",
+        "attempts",
+        "error kind",
+        "cost",
+        "duration",
+        "answer",
+    ):
+        table.add_column(
+            name, justify="right" if name in ("#", "attempts", "cost", "duration") else "left"
+        )
     for i, t in enumerate(info["turns"], start=1):
         failed = t["status"] == "failed"
         answer = ((t["error"] if failed else t["answer"]) or "").replace("\n", " ")
@@ -438,6 +451,8 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
             str(i),
             t["operation"],
             t["status"],
+            str(t["attempts"]) if failed else "",  # the audit of failed turns
+            (t["error_kind"] or "-") if failed else "",
             f"${(t['cost_usd'] or 0):.4f}",
             f"{t['duration_ms'] or 0} ms",
             Text(answer, style="red" if failed else ""),

@@ -27,11 +27,12 @@ from claude_agent_sdk.types import (
 )
 
 from . import spool, transcripts
+from .claims import Fence
 from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
-from .errors import DatabaseUnavailable, InvalidSessionId, SessionNotFound
+from .errors import ClaimLost, DatabaseUnavailable, InvalidSessionId, SessionNotFound
 from .ids import validate_key_part, validate_session_id, validate_subpath
 from .transcripts import StoreKey
 
@@ -58,6 +59,14 @@ class SQLModelSessionStore(SessionStore):
     ``CLAUDE_SESSIONS_MAX_ENTRY_BYTES``). Entries are sealed at rest when
     ``CLAUDE_SESSIONS_ENCRYPTION_KEY`` (or ``..._KEY_BLOCK``) is set; an entry that cannot be
     read back raises ``CorruptEntry`` naming the session and the row.
+
+    Fencing: while a worker holds a session's claim it registers the claim's `Fence` here
+    (`hold_fence`, done by ``tasks.lease.hold_session``). Every write of that session's
+    transcript through this store (the SDK's mirror appends, cuts, moves, deletes) then checks
+    the fence in its own transaction and is refused with `ClaimLost` once another worker has
+    claimed the session; `lost_claim` tells the holder afterwards, because the SDK's mirror
+    swallows append errors. The fences are per store object, keyed by session id: in one process
+    one holder at a time drives a session.
     """
 
     def __init__(
@@ -72,6 +81,8 @@ class SQLModelSessionStore(SessionStore):
         self.url: str = engine_url(engine) if engine is not None else (url or database_url())
         self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
         self._codec = codec
+        self._fences: dict[str, Fence] = {}
+        self._lost: dict[str, ClaimLost] = {}
 
     def __repr__(self) -> str:
         return f"SQLModelSessionStore({masked_url(self.url)!r})"
@@ -88,6 +99,40 @@ class SQLModelSessionStore(SessionStore):
         if self._engine is None:
             self._engine = get_engine(self.url)
         return self._engine
+
+    # -- fencing ---------------------------------------------------------------------------
+
+    def hold_fence(self, fence: Fence) -> None:
+        """Guard every write to ``fence.session_id``'s transcript with this claim (see class doc)."""
+        self._lost.pop(fence.session_id, None)
+        self._fences[fence.session_id] = fence
+
+    def drop_fence(self, fence: Fence) -> None:
+        """Stop guarding with ``fence`` (a newer fence of the same session is left in place)."""
+        if self._fences.get(fence.session_id) == fence:
+            del self._fences[fence.session_id]
+
+    def fence_of(self, session_id: str) -> Fence | None:
+        """The claim this store guards the session's writes with, if any."""
+        return self._fences.get(session_id)
+
+    def lost_claim(self, session_id: str) -> ClaimLost | None:
+        """The refusal of a write to the session under its current fence, if one happened."""
+        fence = self._fences.get(session_id)
+        lost = self._lost.get(session_id)
+        return (
+            lost
+            if lost is not None and fence is not None and lost.held_token == fence.token
+            else None
+        )
+
+    def _fenced(self, session_id: str, fn: Callable[..., T], *args: Any) -> T:
+        fence = self._fences.get(session_id)
+        try:
+            return self._db(fn, *args, fence)
+        except ClaimLost as lost:
+            self._lost[session_id] = lost
+            raise
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -128,7 +173,7 @@ class SQLModelSessionStore(SessionStore):
         try:
             if spool.has_pending(key.session_id):
                 self.flush_spool(key.session_id)
-            return self._db(transcripts.append_entries, key, encoded, batch)
+            return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
         except DatabaseUnavailable:
             spooled = spool.add(
                 spool.SpooledBatch(
@@ -150,7 +195,7 @@ class SQLModelSessionStore(SessionStore):
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
         encoded = self._encode(batch)  # validates everything before any write
-        return self._db(transcripts.append_entries, key, encoded, batch)
+        return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """All entries of ``key`` in append order, or None if it was never written."""
@@ -171,7 +216,10 @@ class SQLModelSessionStore(SessionStore):
     async def delete(self, key: SessionKey) -> None:
         """Delete a transcript; a main key cascades to its subagent subkeys."""
         skey = _store_key(key)
-        await self._in_thread(transcripts.delete_key, skey)
+        await anyio.to_thread.run_sync(
+            functools.partial(self._fenced, skey.session_id, transcripts.delete_key, skey),
+            abandon_on_cancel=True,
+        )
 
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
         """Subpaths (e.g. ``subagents/agent-1``) stored under a session.
@@ -246,7 +294,9 @@ class SQLModelSessionStore(SessionStore):
         added = 0
         for batch, entries in decoded:
             key = StoreKey(batch.project_key, sid, batch.subpath)
-            added += self._db(transcripts.append_entries, key, self._encode(entries), entries)
+            added += self._fenced(
+                sid, transcripts.append_entries, key, self._encode(entries), entries
+            )
         spool.discard(sid)
         logger.info("replayed %d spooled transcript entries of session %s", added, sid)
         return added
@@ -260,7 +310,7 @@ class SQLModelSessionStore(SessionStore):
         """Keep the first ``keep`` entries of a session's main transcript, delete the rest (one
         transaction); returns how many were deleted. Rolls back an uncompleted turn."""
         key = self._main_key(session_id, None)
-        return self._db(transcripts.truncate_key, key, keep)
+        return self._fenced(key.session_id, transcripts.truncate_key, key, keep)
 
     def delete_sync(self, session_id: str) -> None:
         """Delete a session's stored transcripts (main and subagents), from synchronous code."""
@@ -268,7 +318,7 @@ class SQLModelSessionStore(SessionStore):
             key = self._main_key(session_id, None)
         except SessionNotFound:
             return
-        self._db(transcripts.delete_key, key)
+        self._fenced(key.session_id, transcripts.delete_key, key)
 
     def relocate(self, session_id: str, *, to_project_key: str) -> bool:
         """Move a session's transcripts under another project key (a worker with another cwd).
@@ -278,7 +328,7 @@ class SQLModelSessionStore(SessionStore):
         """
         sid = validate_session_id(session_id)
         pk = validate_key_part(to_project_key, "project_key")
-        return self._db(transcripts.relocate_session, sid, pk)
+        return self._fenced(sid, transcripts.relocate_session, sid, pk)
 
     def import_local_session(self, session_id: str, *, directory: str | None = None) -> None:
         """Copy a session's local transcript (``CLAUDE_CONFIG_DIR``) into the store, idempotently.
