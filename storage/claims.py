@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -76,7 +76,7 @@ def renew_claim(db: Session, fence: Fence, *, ttl_seconds: float) -> bool:
     """Extend ``fence``'s claim by ``ttl_seconds`` from now; False if the session was claimed by
     someone else since (then nothing changes: a lost claim is never taken back by a renewal)."""
     _check_ttl(ttl_seconds)
-    renewed = db.execute(
+    renewed = db.execute(  # an UPDATE: a CursorResult, whose rowcount says if it matched
         sa.update(claims_t)
         .where(
             claims_t.c.session_id == fence.session_id,
@@ -85,7 +85,7 @@ def renew_claim(db: Session, fence: Fence, *, ttl_seconds: float) -> bool:
         )
         .values(expires_at=utcnow() + timedelta(seconds=ttl_seconds))
     )
-    return bool(renewed.rowcount)
+    return bool(cast("sa.CursorResult[Any]", renewed).rowcount)
 
 
 def release_session(db: Session, session_id: str, *, holder: str, token: int | None = None) -> None:

@@ -39,7 +39,7 @@ from prefect_claude_sessions.storage.claims import Fence
 
 from . import placement, transcript
 from .context import RunContext
-from .errors import AgentError, PermanentAgentError, classify_error
+from .errors import AgentError, PermanentAgentError, classify_known
 from .idempotency import digest, prompt_uuid_for
 from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
@@ -405,9 +405,11 @@ _KEEP_TAIL_KINDS = frozenset({"store_unavailable", "database_unavailable", "stor
 
 
 def _as_agent_error(exc: BaseException) -> AgentError | None:
+    """What the SDK, the CLI or the store raised, classified; None for a bug in our own code
+    and for interruptions, which are recorded by their type."""
     if not isinstance(exc, Exception):
-        return None  # KeyboardInterrupt, cancellation: recorded by their type
+        return None  # KeyboardInterrupt, cancellation
     try:
-        return classify_error(exc)
+        return classify_known(exc)
     except Exception:
         return None
