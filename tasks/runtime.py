@@ -18,7 +18,7 @@ import concurrent.futures
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from claude_agent_sdk import (
     AssistantMessage,
@@ -44,8 +44,30 @@ from prefect_claude_sessions.tasks.errors import (
 )
 from pydantic import BaseModel, Field
 
-if TYPE_CHECKING:
-    from prefect_claude_sessions.tasks.client_pool import ClientPool
+
+class TurnPool(Protocol):
+    """What `run_turn` needs of a pool of live CLIs (`tasks.client_pool.ClientPool` is one).
+
+    A structural type, so this module does not import the pool, which is built on it."""
+
+    async def run(
+        self,
+        message: dict[str, Any],
+        options: ClaudeAgentOptions,
+        *,
+        timeout_s: float | None = None,
+        head_uuid: str | None = None,
+    ) -> TurnOutcome: ...
+
+    def run_sync(
+        self,
+        message: dict[str, Any],
+        options: ClaudeAgentOptions,
+        *,
+        timeout_s: float | None = None,
+        head_uuid: str | None = None,
+    ) -> TurnOutcome: ...
+
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
 
@@ -304,7 +326,7 @@ async def run_turn(
     prompt: str,
     options: ClaudeAgentOptions,
     *,
-    pool: ClientPool | None = None,
+    pool: TurnPool | None = None,
     timeout_s: float | None = None,
     prompt_uuid: str | None = None,
     head_uuid: str | None = None,
@@ -340,7 +362,7 @@ def run_turn_sync(
     prompt: str,
     options: ClaudeAgentOptions,
     *,
-    pool: ClientPool | None = None,
+    pool: TurnPool | None = None,
     timeout_s: float | None = None,
     prompt_uuid: str | None = None,
     head_uuid: str | None = None,
