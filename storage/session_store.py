@@ -26,13 +26,14 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from . import transcripts
+from . import secrets, transcripts
 from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
-from .errors import InvalidSessionId, SessionNotFound
+from .errors import InvalidSessionId, SessionNotFound, SessionPurged
 from .ids import validate_key_part, validate_session_id, validate_subpath
+from .models import SessionRecord, SessionStatus, table_of
 from .transcripts import StoreKey
 
 T = TypeVar("T")
@@ -58,6 +59,13 @@ class SQLModelSessionStore(SessionStore):
     ``CLAUDE_SESSIONS_MAX_ENTRY_BYTES``). Entries are sealed at rest when
     ``CLAUDE_SESSIONS_ENCRYPTION_KEY`` (or ``..._KEY_BLOCK``) is set; an entry that cannot be
     read back raises ``CorruptEntry`` naming the session and the row.
+
+    Two guarantees hold for every caller, the SDK included (not only the service):
+
+    - a purged session's transcript is never read or written again: `load`, `append` and the
+      sync helpers raise `SessionPurged`;
+    - known secret values (`storage.secrets`: the API key, auth tokens, database passwords,
+      encryption keys) are replaced by ``***`` in every entry before it is stored.
     """
 
     def __init__(
@@ -72,6 +80,8 @@ class SQLModelSessionStore(SessionStore):
         self.url: str = engine_url(engine) if engine is not None else (url or database_url())
         self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
         self._codec = codec
+        self._purged: set[str] = set()  # purged is final: no need to ask the database again
+        secrets.register_url_password(self.url)
 
     def __repr__(self) -> str:
         return f"SQLModelSessionStore({masked_url(self.url)!r})"
@@ -104,7 +114,20 @@ class SQLModelSessionStore(SessionStore):
 
     def _encode(self, entries: list[Any]) -> list[Any]:
         codec = self.codec
-        return [codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(entries)]
+        known = secrets.known_secrets()
+        return [
+            codec.encode(secrets.scrub_value(e, known), i, self.max_entry_bytes)
+            for i, e in enumerate(entries)
+        ]
+
+    def refuse_purged(self, session_id: str) -> None:
+        """Raise `SessionPurged` if ``session_id`` is recorded as purged (one indexed read; a
+        session the store has no record of, e.g. one written by the bare SDK, passes)."""
+        if session_id in self._purged:
+            raise SessionPurged(session_id)
+        if self._db(_is_purged, session_id):
+            self._purged.add(session_id)
+            raise SessionPurged(session_id)
 
     # -- SessionStore protocol -------------------------------------------------------------
 
@@ -121,13 +144,20 @@ class SQLModelSessionStore(SessionStore):
         )
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
-        encoded = self._encode(batch)  # validates everything before any write
+        encoded = self._encode(batch)  # validates (and scrubs) everything before any write
+        self.refuse_purged(key.session_id)
         return self._db(transcripts.append_entries, key, encoded, batch)
+
+    def _load_sync(self, key: StoreKey) -> list[dict[str, Any]] | None:
+        self.refuse_purged(key.session_id)
+        return self._db(transcripts.load_entries, key, self.codec)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """All entries of ``key`` in append order, or None if it was never written."""
         skey = _store_key(key)
-        loaded = await self._in_thread(transcripts.load_entries, skey, self.codec)
+        loaded = await anyio.to_thread.run_sync(
+            functools.partial(self._load_sync, skey), abandon_on_cancel=True
+        )
         return cast("list[SessionStoreEntry] | None", loaded)  # the JSON dicts the SDK appended
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
@@ -173,7 +203,7 @@ class SQLModelSessionStore(SessionStore):
     def entries(self, session_id: str, project_key: str | None = None) -> list[dict[str, Any]]:
         """The main transcript of a session, whatever the caller's cwd; SessionNotFound if none."""
         key = self._main_key(session_id, project_key)
-        loaded = self._db(transcripts.load_entries, key, self.codec)
+        loaded = self._load_sync(key)
         if loaded is None:
             raise SessionNotFound(key.session_id)
         return loaded
@@ -213,6 +243,7 @@ class SQLModelSessionStore(SessionStore):
         """
         sid = validate_session_id(session_id)
         pk = validate_key_part(to_project_key, "project_key")
+        self.refuse_purged(sid)
         return self._db(transcripts.relocate_session, sid, pk)
 
     def import_local_session(self, session_id: str, *, directory: str | None = None) -> None:
@@ -223,6 +254,7 @@ class SQLModelSessionStore(SessionStore):
         event loop (it runs on its own thread and loop).
         """
         sid = validate_session_id(session_id)
+        self.refuse_purged(sid)
         from claude_agent_sdk import import_session_to_store
 
         def run() -> None:
@@ -238,6 +270,15 @@ class SQLModelSessionStore(SessionStore):
         if stats is None:
             raise SessionNotFound(key.session_id)
         return stats
+
+
+def _is_purged(engine: sa.Engine, session_id: str) -> bool:
+    sessions_t = table_of(SessionRecord)
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.select(sessions_t.c.status).where(sessions_t.c.id == session_id)
+        ).scalar()
+    return status == SessionStatus.purged.value
 
 
 def _safe_subpath(value: str) -> bool:

@@ -11,6 +11,7 @@ from .dialect import insert_ignoring_conflicts
 from .errors import SessionNotFound, StorageError
 from .ids import validate_session_id
 from .models import SessionRecord, TurnRecord, TurnStatus, table_of
+from .secrets import scrub_text
 
 
 def begin_turn(
@@ -106,7 +107,7 @@ def complete_turn(
     usage = dict(usage or {})
     turn.session_id = sid
     turn.status = TurnStatus.completed
-    turn.result_text = result_text
+    turn.result_text = None if result_text is None else scrub_text(result_text)  # no secrets
     turn.error = None
     turn.cost_usd = cost_usd
     turn.usage = usage
@@ -132,7 +133,7 @@ def fail_turn(db: Session, idempotency_key: str, *, error: str) -> TurnRecord:
     if turn.status == TurnStatus.completed:
         return turn
     turn.status = TurnStatus.failed
-    turn.error = error
+    turn.error = scrub_text(error)  # a gateway may echo the key in an error body
     turn.finished_at = utcnow()
     db.add(turn)
     db.flush()

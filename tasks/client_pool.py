@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from prefect_claude_sessions.tasks import local_copies
 from prefect_claude_sessions.tasks.errors import (
     AgentError,
     InvalidInput,
@@ -370,6 +371,7 @@ class ClientPool:
             await entry.client.disconnect()
         except Exception as exc:  # the CLI may be gone already
             logger.debug("%s: disconnect after %s failed: %r", self.name, reason, exc)
+        local_copies.client_closed(entry.session_id)  # no plaintext left once the CLI is gone
 
     async def _reaper(self) -> None:
         from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings

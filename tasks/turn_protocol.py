@@ -35,7 +35,7 @@ from prefect_claude_sessions.storage import (
     turns,
 )
 
-from . import placement, transcript
+from . import local_copies, placement, transcript
 from .context import RunContext
 from .errors import AgentError, PermanentAgentError, classify_error
 from .idempotency import digest, prompt_uuid_for
@@ -190,6 +190,7 @@ class TurnProtocol:
                         plan.prepare()
                     outcome = self._send(plan, prompt_uuid, head)
                 result = self._complete(plan, outcome, prompt_uuid)
+                local_copies.after_turn(plan.target_id, plan.profile, self.pool())
             except BaseException as exc:
                 self._fail(plan, exc, head)
                 raise
