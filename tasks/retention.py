@@ -22,6 +22,7 @@ from prefect_claude_sessions.storage import (
     claims,
     open_db,
     sessions,
+    turns,
 )
 from sqlmodel import Session
 
@@ -83,7 +84,40 @@ def _purge_one(store: SQLModelSessionStore, sid: str) -> None:
     removed = forget_local_copies(sid)
     with open_db(store.engine) as db:
         sessions.set_transcript_bytes(db, sid, 0)
+        _forget_turn_texts(db, sid)
+    _release_freed_pages(store)
     logger.info("purged session %s (%d local files deleted)", sid, removed)
+
+
+def _forget_turn_texts(db: Session, sid: str) -> None:
+    """The turns stay as the audit record (keys, status, costs, tokens, times, uuids); their
+    answers and error messages are conversation text and go with the transcript."""
+    for turn in turns.list_turns(db, sid):
+        if turn.result_text is None and (turn.error is None or turn.error.endswith("]")):
+            continue
+        turn.result_text = None
+        if turn.error is not None:
+            # keep the error's kind ("[kind] message" -> "[kind]"): why it failed, not what
+            turn.error = (
+                turn.error.split("]", 1)[0] + "]" if turn.error.startswith("[") else "[error]"
+            )
+        db.add(turn)
+
+
+def _release_freed_pages(store: SQLModelSessionStore) -> None:
+    """SQLite keeps a deleted row's old page images in its write-ahead log until a checkpoint;
+    copy them back (the engine zeroes freed pages: ``secure_delete``) and empty the log."""
+    engine = store.engine
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL: dead rows are unreadable and reclaimed by (auto)vacuum
+    try:
+        raw = engine.raw_connection()  # outside a transaction: a checkpoint cannot run in one
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
+    except Exception as exc:  # a busy reader: the next checkpoint does it
+        logger.warning("could not checkpoint the SQLite log after a purge: %s", exc)
 
 
 def _close_warm_client(session_id: str) -> None:
