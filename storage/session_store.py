@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -81,6 +82,8 @@ class SQLModelSessionStore(SessionStore):
         self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
         self._codec = codec
         self._purged: set[str] = set()  # purged is final: no need to ask the database again
+        self._scrubbed: set[str] = set()  # sessions whose appends had a secret replaced
+        self._guard = threading.Lock()
         secrets.register_url_password(self.url)
 
     def __repr__(self) -> str:
@@ -112,13 +115,23 @@ class SQLModelSessionStore(SessionStore):
             functools.partial(self._db, fn, *args), abandon_on_cancel=True
         )
 
-    def _encode(self, entries: list[Any]) -> list[Any]:
+    def _encode(self, entries: list[Any], session_id: str | None = None) -> list[Any]:
         codec = self.codec
         known = secrets.known_secrets()
-        return [
-            codec.encode(secrets.scrub_value(e, known), i, self.max_entry_bytes)
-            for i, e in enumerate(entries)
-        ]
+        clean = [secrets.scrub_value(e, known) for e in entries]
+        if session_id is not None and any(c is not e for c, e in zip(clean, entries, strict=True)):
+            with self._guard:
+                self._scrubbed.add(session_id)
+        return [codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(clean)]
+
+    def take_scrubbed(self, session_id: str) -> bool:
+        """True (once) if entries of ``session_id`` appended through this store had a secret
+        replaced: whatever holds the raw conversation (a warm CLI) still has it."""
+        with self._guard:
+            if session_id in self._scrubbed:
+                self._scrubbed.discard(session_id)
+                return True
+        return False
 
     def refuse_purged(self, session_id: str) -> None:
         """Raise `SessionPurged` if ``session_id`` is recorded as purged (one indexed read; a
@@ -144,7 +157,7 @@ class SQLModelSessionStore(SessionStore):
         )
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
-        encoded = self._encode(batch)  # validates (and scrubs) everything before any write
+        encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
         self.refuse_purged(key.session_id)
         return self._db(transcripts.append_entries, key, encoded, batch)
 

@@ -14,6 +14,10 @@ With encryption at rest on, this module deletes it as soon as that is no longer 
 
 Sessions with file checkpointing are left alone: the SDK cannot mirror them live, so their
 local transcript (and its file history) is what resume and file rewind read.
+
+Whatever the encryption setting, known secret values (`storage.secrets`: the API key a gateway
+echoed in an error body, say) are scrubbed from a local copy at the same moments, in place, so
+the plaintext file never keeps them either.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from prefect_claude_sessions.storage import secrets
 from prefect_claude_sessions.storage.encryption import encryption_configured
 
 from .profile import AgentProfile
@@ -62,9 +67,39 @@ def forget_local_copies(session_id: str, config: Path | None = None) -> int:
     return removed
 
 
-def after_turn(session_id: str, profile: AgentProfile, pool: Any) -> None:
-    """A turn of ``session_id`` completed and is recorded (the store holds it): with encryption
-    at rest on, delete the local plaintext now, or when its warm CLI in ``pool`` closes."""
+def scrub_local_copies(session_id: str, config: Path | None = None) -> int:
+    """Replace known secret values (`storage.secrets.known_secrets`) in the local transcript
+    files of ``session_id``, in place (same file, so a CLI appending to it keeps doing so);
+    returns how many files changed. Files without a secret are only read."""
+    known = [s.encode() for s in secrets.known_secrets()]
+    if not known:
+        return 0
+    changed = 0
+    for path in _copies(session_id, config or config_dir()):
+        data = path.read_bytes()
+        clean = data
+        for secret in known:
+            clean = clean.replace(secret, secrets.REDACTED.encode())
+        if clean != data:
+            with path.open("r+b") as fh:
+                fh.write(clean)
+                fh.truncate()
+            changed += 1
+    return changed
+
+
+def after_turn(store: Any, session_id: str, profile: AgentProfile, pool: Any) -> None:
+    """A turn of ``session_id`` completed and is recorded (the store holds it).
+
+    Scrub known secrets from the local copy; if the store had to scrub one from this session's
+    entries, close its warm CLI, whose memory still holds the secret (the next turn then starts
+    from the scrubbed store). With encryption at rest on, delete the local plaintext now, or when
+    its warm CLI in ``pool`` closes.
+    """
+    _scrub(session_id, config_dir())
+    take = getattr(store, "take_scrubbed", None)
+    if pool is not None and take is not None and take(session_id) and session_id in pool:
+        _discard(pool, session_id)
     if profile.file_checkpointing or not encryption_configured():
         return
     if pool is not None and session_id in pool:
@@ -83,6 +118,44 @@ def client_closed(session_id: str | None) -> None:
         config = _waiting.pop(session_id, None)
     if config is not None:
         _forget(session_id, config, "its CLI closed")
+    else:
+        _scrub(session_id, config_dir())  # e.g. a failed turn wrote an echoed key there
+
+
+def _discard(pool: Any, session_id: str) -> None:
+    """Close the pool's CLI for ``session_id`` from synchronous code (any thread)."""
+    import asyncio
+    import concurrent.futures
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(pool.discard(session_id))
+        return
+    with concurrent.futures.ThreadPoolExecutor(1) as helper:  # a loop runs here: not on it
+        helper.submit(asyncio.run, pool.discard(session_id)).result()
+
+
+def _copies(session_id: str, config: Path) -> list[Path]:
+    projects = config / "projects"
+    if not projects.is_dir():
+        return []
+    found: list[Path] = []
+    for project in projects.iterdir():
+        main = project / f"{session_id}.jsonl"
+        if main.is_file():
+            found.append(main)
+        folder = project / session_id
+        if folder.is_dir():
+            found += [p for p in folder.rglob("*.jsonl") if p.is_file()]
+    return found
+
+
+def _scrub(session_id: str, config: Path) -> None:
+    try:
+        scrub_local_copies(session_id, config)
+    except OSError as exc:  # never fail a turn or a close over a cleanup
+        logger.warning("could not scrub the local transcript of %s: %s", session_id, exc)
 
 
 def waiting() -> list[str]:

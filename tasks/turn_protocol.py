@@ -190,7 +190,7 @@ class TurnProtocol:
                         plan.prepare()
                     outcome = self._send(plan, prompt_uuid, head)
                 result = self._complete(plan, outcome, prompt_uuid)
-                local_copies.after_turn(plan.target_id, plan.profile, self.pool())
+                local_copies.after_turn(self.store, plan.target_id, plan.profile, self.pool())
             except BaseException as exc:
                 self._fail(plan, exc, head)
                 raise
