@@ -273,17 +273,24 @@ def decision_rows(
 
 
 def purge_candidates(
-    db: Session, *, older_than_days: float | None, sid: str | None
+    db: Session, *, older_than_days: float | None, sid: str | None, descendants: bool = False
 ) -> list[SessionRecord]:
     """Sessions whose transcripts a purge would delete: one by id, or all not yet purged and
-    idle (not updated) for more than ``older_than_days`` days."""
+    idle (not updated) for more than ``older_than_days`` days; with ``descendants``, each of
+    them together with its forks, handoffs, rewinds and compactions (and theirs)."""
     if sid is not None:
-        record = sessions.get_session(db, sid)
-        return [] if record.status == SessionStatus.purged else [record]
+        return retention.purge_plan(db, sid, include_descendants=descendants)
     assert older_than_days is not None
     cutoff = datetime.now(timezone.utc) - timedelta(days=older_than_days)
     idle = sessions.list_sessions(db, updated_before=cutoff, limit=None)
-    return [r for r in idle if r.status != SessionStatus.purged]
+    chosen = [r for r in idle if r.status != SessionStatus.purged]
+    if not descendants:
+        return chosen
+    seen: dict[str, SessionRecord] = {}
+    for record in chosen:
+        for member in retention.purge_plan(db, record.id, include_descendants=True):
+            seen.setdefault(member.id, member)
+    return list(seen.values())
 
 
 def purge_session(url: str, sid: str) -> int:
@@ -561,20 +568,31 @@ def purge_command(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     dry_run: Annotated[bool, typer.Option(help="Only show what would be purged.")] = False,
+    descendants: Annotated[
+        bool,
+        typer.Option(
+            "--descendants",
+            help="Also purge the sessions descended from each one (forks, handoffs, rewinds, "
+            "compactions): they hold copies of its conversation.",
+        ),
+    ] = False,
     database: DatabaseOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Retention: delete stored transcripts and mark their sessions purged.
 
-    Lineage, turns, checkpoints and decisions are kept as the audit trail; a purged session can
-    no longer be resumed, forked or exported.
+    The sessions to delete (ids and agents) are listed before the confirmation; ``--yes`` skips
+    the question. Lineage, turns, checkpoints, decisions and costs are kept as the audit trail;
+    a purged session can no longer be resumed, forked, handed off, rewound or exported.
     """
     if (sid is None) == (older_than is None):
         raise BadInput("give either a session ID or --older-than DAYS (not both)")
     target = session_id(sid) if sid is not None else None
     url = store_url(database)
     with open_db(url) as db:
-        candidates = purge_candidates(db, older_than_days=older_than, sid=target)
+        candidates = purge_candidates(
+            db, older_than_days=older_than, sid=target, descendants=descendants
+        )
         total = sum(r.transcript_bytes for r in candidates)
         plan = [session_row(r) for r in candidates]
     if as_json and not (yes or dry_run):

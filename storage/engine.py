@@ -62,6 +62,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         try:
             cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys = ON")
+            cur.execute("PRAGMA secure_delete = ON")  # a purged transcript leaves no free pages
             try:
                 cur.execute("PRAGMA journal_mode = WAL")
                 cur.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL

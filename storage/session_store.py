@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -26,14 +27,21 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from . import spool, transcripts
+from . import secrets, spool, transcripts
 from .claims import Fence
 from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
-from .errors import ClaimLost, DatabaseUnavailable, InvalidSessionId, SessionNotFound
+from .errors import (
+    ClaimLost,
+    DatabaseUnavailable,
+    InvalidSessionId,
+    SessionNotFound,
+    SessionPurged,
+)
 from .ids import validate_key_part, validate_session_id, validate_subpath
+from .models import SessionRecord, SessionStatus, table_of
 from .transcripts import StoreKey
 
 T = TypeVar("T")
@@ -60,6 +68,13 @@ class SQLModelSessionStore(SessionStore):
     ``CLAUDE_SESSIONS_ENCRYPTION_KEY`` (or ``..._KEY_BLOCK``) is set; an entry that cannot be
     read back raises ``CorruptEntry`` naming the session and the row.
 
+    Two guarantees hold for every caller, the SDK included (not only the service):
+
+    - a purged session's transcript is never read or written again: `load`, `append` and the
+      sync helpers raise `SessionPurged`;
+    - known secret values (`storage.secrets`: the API key, auth tokens, database passwords,
+      encryption keys) are replaced by ``***`` in every entry before it is stored.
+
     Fencing: while a worker holds a session's claim it registers the claim's `Fence` here
     (`hold_fence`, done by ``tasks.lease.hold_session``). Every write of that session's
     transcript through this store (the SDK's mirror appends, cuts, moves, deletes) then checks
@@ -83,6 +98,10 @@ class SQLModelSessionStore(SessionStore):
         self._codec = codec
         self._fences: dict[str, Fence] = {}
         self._lost: dict[str, ClaimLost] = {}
+        self._purged: set[str] = set()  # purged is final: no need to ask the database again
+        self._scrubbed: set[str] = set()  # sessions whose appends had a secret replaced
+        self._guard = threading.Lock()
+        secrets.register_url_password(self.url)
 
     def __repr__(self) -> str:
         return f"SQLModelSessionStore({masked_url(self.url)!r})"
@@ -147,9 +166,32 @@ class SQLModelSessionStore(SessionStore):
             functools.partial(self._db, fn, *args), abandon_on_cancel=True
         )
 
-    def _encode(self, entries: list[Any]) -> list[Any]:
+    def _encode(self, entries: list[Any], session_id: str | None = None) -> list[Any]:
         codec = self.codec
-        return [codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(entries)]
+        known = secrets.known_secrets()
+        clean = [secrets.scrub_value(e, known) for e in entries]
+        if session_id is not None and any(c is not e for c, e in zip(clean, entries, strict=True)):
+            with self._guard:
+                self._scrubbed.add(session_id)
+        return [codec.encode(e, i, self.max_entry_bytes) for i, e in enumerate(clean)]
+
+    def take_scrubbed(self, session_id: str) -> bool:
+        """True (once) if entries of ``session_id`` appended through this store had a secret
+        replaced: whatever holds the raw conversation (a warm CLI) still has it."""
+        with self._guard:
+            if session_id in self._scrubbed:
+                self._scrubbed.discard(session_id)
+                return True
+        return False
+
+    def refuse_purged(self, session_id: str) -> None:
+        """Raise `SessionPurged` if ``session_id`` is recorded as purged (one indexed read; a
+        session the store has no record of, e.g. one written by the bare SDK, passes)."""
+        if session_id in self._purged:
+            raise SessionPurged(session_id)
+        if self._db(_is_purged, session_id):
+            self._purged.add(session_id)
+            raise SessionPurged(session_id)
 
     # -- SessionStore protocol -------------------------------------------------------------
 
@@ -169,7 +211,8 @@ class SQLModelSessionStore(SessionStore):
         """An append from the CLI's mirror: a batch the database refuses because it is down goes
         to this machine's spool (see `storage.spool`), and so does every later batch of the
         session until the spool is replayed, so the stored order stays the CLI's order."""
-        encoded = self._encode(batch)  # validates everything before any write
+        encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
+        self.refuse_purged(key.session_id)
         try:
             if spool.has_pending(key.session_id):
                 self.flush_spool(key.session_id)
@@ -194,13 +237,20 @@ class SQLModelSessionStore(SessionStore):
             raise  # the turn is not complete until the store holds it
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
-        encoded = self._encode(batch)  # validates everything before any write
+        encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
+        self.refuse_purged(key.session_id)
         return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
+
+    def _load_sync(self, key: StoreKey) -> list[dict[str, Any]] | None:
+        self.refuse_purged(key.session_id)
+        return self._db(transcripts.load_entries, key, self.codec)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """All entries of ``key`` in append order, or None if it was never written."""
         skey = _store_key(key)
-        loaded = await self._in_thread(transcripts.load_entries, skey, self.codec)
+        loaded = await anyio.to_thread.run_sync(
+            functools.partial(self._load_sync, skey), abandon_on_cancel=True
+        )
         return cast("list[SessionStoreEntry] | None", loaded)  # the JSON dicts the SDK appended
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
@@ -249,7 +299,7 @@ class SQLModelSessionStore(SessionStore):
     def entries(self, session_id: str, project_key: str | None = None) -> list[dict[str, Any]]:
         """The main transcript of a session, whatever the caller's cwd; SessionNotFound if none."""
         key = self._main_key(session_id, project_key)
-        loaded = self._db(transcripts.load_entries, key, self.codec)
+        loaded = self._load_sync(key)
         if loaded is None:
             raise SessionNotFound(key.session_id)
         return loaded
@@ -279,6 +329,11 @@ class SQLModelSessionStore(SessionStore):
         batches = spool.pending(sid)
         if not batches:
             return 0
+        try:
+            self.refuse_purged(sid)
+        except SessionPurged:
+            spool.discard(sid)  # purged is final, for what waited on this machine too
+            raise
         decoded = [(b, self.codec.decode_many(b.bodies)) for b in batches]
         main = batches[0].project_key
         stored = self._db(transcripts.load_entries, StoreKey(main, sid), self.codec) or []
@@ -295,7 +350,7 @@ class SQLModelSessionStore(SessionStore):
         for batch, entries in decoded:
             key = StoreKey(batch.project_key, sid, batch.subpath)
             added += self._fenced(
-                sid, transcripts.append_entries, key, self._encode(entries), entries
+                sid, transcripts.append_entries, key, self._encode(entries, sid), entries
             )
         spool.discard(sid)
         logger.info("replayed %d spooled transcript entries of session %s", added, sid)
@@ -328,6 +383,7 @@ class SQLModelSessionStore(SessionStore):
         """
         sid = validate_session_id(session_id)
         pk = validate_key_part(to_project_key, "project_key")
+        self.refuse_purged(sid)
         return self._fenced(sid, transcripts.relocate_session, sid, pk)
 
     def import_local_session(self, session_id: str, *, directory: str | None = None) -> None:
@@ -338,6 +394,7 @@ class SQLModelSessionStore(SessionStore):
         event loop (it runs on its own thread and loop).
         """
         sid = validate_session_id(session_id)
+        self.refuse_purged(sid)
         from claude_agent_sdk import import_session_to_store
 
         def run() -> None:
@@ -369,6 +426,15 @@ def _continues(stored: list[dict[str, Any]], spooled: list[dict[str, Any]]) -> b
         return False  # it hangs from an entry this store never held
     at = next(i for i, e in enumerate(stored) if e.get("uuid") == parent)
     return not any(e.get("parentUuid") == parent for e in stored[at + 1 :])
+
+
+def _is_purged(engine: sa.Engine, session_id: str) -> bool:
+    sessions_t = table_of(SessionRecord)
+    with engine.connect() as conn:
+        status = conn.execute(
+            sa.select(sessions_t.c.status).where(sessions_t.c.id == session_id)
+        ).scalar()
+    return status == SessionStatus.purged.value
 
 
 def _safe_subpath(value: str) -> bool:

@@ -12,6 +12,7 @@ from .dialect import insert_ignoring_conflicts
 from .errors import ClaimLost, SessionNotFound, StorageError
 from .ids import validate_session_id
 from .models import SessionRecord, TurnRecord, TurnStatus, table_of
+from .secrets import scrub_text
 
 
 def begin_turn(
@@ -127,7 +128,7 @@ def complete_turn(
     usage = dict(usage or {})
     turn.session_id = sid
     turn.status = TurnStatus.completed
-    turn.result_text = result_text
+    turn.result_text = None if result_text is None else scrub_text(result_text)  # no secrets
     turn.error = None
     turn.cost_usd = cost_usd
     turn.usage = usage
@@ -173,7 +174,7 @@ def fail_turn(
             if not (turn.status == TurnStatus.pending and turn.claim_token == fence.token):
                 raise
     turn.status = TurnStatus.failed
-    turn.error = error
+    turn.error = scrub_text(error)  # a gateway may echo the key in an error body
     turn.error_kind = error_kind[:64] if error_kind else None
     turn.finished_at = utcnow()
     db.add(turn)

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
+from prefect_claude_sessions.tasks import local_copies
 from prefect_claude_sessions.tasks.endpoint_check import check_endpoint, cli_environment
 from prefect_claude_sessions.tasks.errors import AgentError, InvalidInput, agent_settings
 from prefect_claude_sessions.tasks.runtime import (
@@ -437,6 +438,7 @@ class ClientPool:
             if entry.pooled:
                 entry.pooled = False
                 self._slots -= 1
+            local_copies.client_closed(entry.session_id)  # no plaintext left once the CLI is gone
 
     async def _reaper(self) -> None:
         from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings

@@ -17,6 +17,8 @@ import re
 import threading
 from typing import TYPE_CHECKING, Any
 
+from prefect_claude_sessions.storage import secrets as storage_secrets
+
 if TYPE_CHECKING:
     from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings
 
@@ -62,6 +64,7 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 6:
         with _secrets_lock:
             _registered.add(value)
+    storage_secrets.register_secret(value)  # the store scrubs it from what it writes, too
 
 
 def scrub(text: Any) -> str:
@@ -73,6 +76,7 @@ def scrub(text: Any) -> str:
         value = os.environ.get(name)
         if value and len(value) >= 6:
             secrets.add(value)
+    secrets.update(storage_secrets.known_secrets())  # database passwords, encryption keys
     for secret in sorted(secrets, key=len, reverse=True):
         s = s.replace(secret, REDACTED)
     for pattern in _PATTERNS:

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from claude_agent_sdk import project_key_for_directory
-from prefect_claude_sessions.storage import SessionNotFound, SQLModelSessionStore
+from prefect_claude_sessions.storage import (
+    SessionNotFound,
+    SessionPurged,
+    SessionStatus,
+    SQLModelSessionStore,
+)
 
 from . import transcript
+from .local_copies import forget_local_copies
 from .profile import AgentProfile
 
 logger = logging.getLogger("claude_sessions")
@@ -41,8 +47,25 @@ def project_key_of(profile: AgentProfile) -> str:
 
 def localise(store: SQLModelSessionStore, session_id: str, profile: AgentProfile) -> None:
     """Make the session's transcript visible under this worker's project key (one transaction
-    in the store, so the session keeps one home and any worker can resume it by id alone)."""
-    store.relocate(session_id, to_project_key=project_key_of(profile))
+    in the store, so the session keeps one home and any worker can resume it by id alone).
+
+    A purged session raises `SessionPurged`, and the stale local copy this worker may still
+    have of it is deleted first (see `drop_if_purged`)."""
+    try:
+        store.relocate(session_id, to_project_key=project_key_of(profile))
+    except SessionPurged:
+        forget_local_copies(session_id)
+        raise
+
+
+def drop_if_purged(session_id: str, status: object) -> None:
+    """Before a worker uses anything of a session: if its recorded ``status`` is purged, delete
+    this worker's stale local copy of it and raise `SessionPurged` naming it."""
+    if status == SessionStatus.purged:
+        removed = forget_local_copies(session_id)
+        if removed:
+            logger.info("deleted %d stale local files of purged session %s", removed, session_id)
+        raise SessionPurged(session_id)
 
 
 def stored_entries(store: SQLModelSessionStore, session_id: str) -> list[dict[str, Any]]:

@@ -25,7 +25,6 @@ from typing import Any
 from claude_agent_sdk import ClaudeAgentOptions
 from prefect_claude_sessions.storage import (
     SessionOrigin,
-    SessionPurged,
     SessionRecord,
     SessionStatus,
     SQLModelSessionStore,
@@ -492,8 +491,7 @@ class SessionService:
 
     def _require_usable(self, record: SessionRecord) -> None:
         """Refuse every operation on a purged session before anything is read or sent."""
-        if record.status == SessionStatus.purged:
-            raise SessionPurged(record.id)
+        placement.drop_if_purged(record.id, record.status)  # SessionPurged; no stale copy left
 
     def _require_continuable(self, record: SessionRecord) -> None:
         """A session whose first turn never completed has no conversation to continue."""

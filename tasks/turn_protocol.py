@@ -37,7 +37,7 @@ from prefect_claude_sessions.storage import (
 )
 from prefect_claude_sessions.storage.claims import Fence
 
-from . import placement, transcript
+from . import local_copies, placement, transcript
 from .context import RunContext
 from .errors import AgentError, PermanentAgentError, classify_known
 from .idempotency import digest, prompt_uuid_for
@@ -192,6 +192,7 @@ class TurnProtocol:
                         plan.prepare()
                     outcome = self._send(plan, prompt_uuid, head)
                 result = self._complete(plan, outcome, prompt_uuid, fence)
+                local_copies.after_turn(self.store, plan.target_id, plan.profile, self.pool())
             except BaseException as exc:
                 lost = self.store.lost_claim(plan.target_id)
                 self._fail(plan, lost or exc, head, fence)

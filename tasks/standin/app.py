@@ -30,6 +30,7 @@ from typing import Any
 from prefect_claude_sessions.tasks.standin.brains import answer
 from prefect_claude_sessions.tasks.standin.faults import FaultBook, fault_from_dict
 from prefect_claude_sessions.tasks.standin.protocol import (
+    Reply,
     error_body,
     estimate_tokens,
     message_json,
@@ -129,6 +130,8 @@ def create_app(log: RequestLog | None = None, faults: FaultBook | None = None) -
         req = parse_request(body)
         fault = faults.take(req.kind)
         brain, reply = answer(req)
+        if fault and fault.reply_text is not None:
+            brain, reply = "fault", Reply(text=fault.reply_text)
         status = fault.status if fault and fault.status else 200
         entry = log.add(
             {

@@ -22,7 +22,9 @@ class Fault:
     - ``cut_stream``: start the reply, then drop the connection mid-message;
     - ``count``: how many requests it affects (None = until cleared);
     - ``calls``: "main" (only main conversation calls) or "all" (auxiliary calls too);
-    - ``message``/``headers``: override the error message / add response headers.
+    - ``message``/``headers``: override the error message / add response headers;
+    - ``reply_text``: answer 200 with exactly this text instead of the brain's reply (a model
+      or gateway that echoes something it should not, e.g. the API key).
     """
 
     status: int | None = None
@@ -32,6 +34,7 @@ class Fault:
     calls: CallScope = "main"
     message: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    reply_text: str | None = None
     used: int = 0
 
     def __post_init__(self) -> None:
@@ -45,8 +48,13 @@ class Fault:
             raise ValueError("count must be >= 1, or None for 'until cleared'")
         if self.calls not in ("main", "all"):
             raise ValueError("calls must be 'main' or 'all'")
-        if self.status is None and not self.cut_stream and not self.latency_s:
-            raise ValueError("a fault needs status, cut_stream or latency_s")
+        if (
+            self.status is None
+            and not self.cut_stream
+            and not self.latency_s
+            and self.reply_text is None
+        ):
+            raise ValueError("a fault needs status, cut_stream, latency_s or reply_text")
 
     @property
     def remaining(self) -> int | None:
@@ -58,7 +66,16 @@ class Fault:
         return d
 
 
-FAULT_FIELDS = {"status", "latency_s", "cut_stream", "count", "calls", "message", "headers"}
+FAULT_FIELDS = {
+    "status",
+    "latency_s",
+    "cut_stream",
+    "count",
+    "calls",
+    "message",
+    "headers",
+    "reply_text",
+}
 
 
 def fault_from_dict(data: dict[str, Any]) -> Fault:

@@ -10,12 +10,16 @@ import pytest
 from prefect_claude_sessions.flows.cli import app
 from prefect_claude_sessions.storage import (
     SessionNotFound,
+    SessionPurged,
     SessionStatus,
     SQLModelSessionStore,
     decisions,
     open_db,
     sessions,
 )
+from prefect_claude_sessions.tasks.context import RunContext
+from prefect_claude_sessions.tasks.retention import purge_session
+from prefect_claude_sessions.tasks.service import SessionService
 
 from .conftest import FilledStore, fill_store
 
@@ -110,3 +114,49 @@ def test_purge_needs_exactly_one_selector(runner, purgeable) -> None:
         assert result.exit_code == 2
         assert "either a session ID or --older-than" in result.stderr
     assert status_of(purgeable.url, purgeable.root)[0] is SessionStatus.active
+
+
+def test_purge_with_descendants_lists_them_first(runner, cli_world) -> None:
+    """``--descendants`` takes the forks and handoffs too; the sessions (ids and agents) are
+    listed before the question, and a declined question deletes nothing."""
+    family = fill_store(f"sqlite:///{cli_world / 'family.db'}")
+    url = family.url
+    everyone = [family.root, family.fork, family.handoff]
+
+    declined = runner.invoke(
+        app, ["purge", family.root, "--descendants", "--database", url], input="n\n"
+    )
+    assert declined.exit_code == 1
+    listing = declined.stdout
+    assert "To purge: 3 sessions" in listing
+    for sid in everyone:
+        assert sid in listing
+    assert "echo" in listing and "billing" in listing  # the agents
+    assert all(status_of(url, sid)[0] is SessionStatus.active for sid in everyone)
+
+    dry = runner.invoke(
+        app, ["purge", family.root, "--descendants", "--dry-run", "--json", "--database", url]
+    )
+    assert sorted(json.loads(dry.stdout)["sessions"]) == sorted(everyone)
+
+    done = runner.invoke(
+        app, ["purge", family.root, "--descendants", "--yes", "--json", "--database", url]
+    )
+    assert done.exit_code == 0, done.output
+    assert sorted(json.loads(done.stdout)["purged"]) == sorted(everyone)
+    for sid in everyone:
+        assert status_of(url, sid) == (SessionStatus.purged, 0)
+        assert not transcript_exists(url, sid)
+    with open_db(url) as db:  # the audit trail stays
+        assert [d.key for d in decisions.list_decisions(db, session_id=family.root)] == ["route"]
+        assert sessions.get_session(db, family.fork).parent_id == family.root
+
+
+def test_rewind_of_a_purged_session_names_it(cli_world) -> None:
+    """Not "No message found with message.uuid": the rewind is refused as purged, at once."""
+    family = fill_store(f"sqlite:///{cli_world / 'rewind.db'}")
+    service = SessionService(SQLModelSessionStore(family.url), credentials=lambda _b: {})
+    purge_session(service.store, family.root)
+    for prompt in ("Start again.", None):
+        with pytest.raises(SessionPurged, match=family.root):
+            service.rewind(family.checkpoint, prompt=prompt, ctx=RunContext(None, None))

@@ -6,8 +6,8 @@ import pytest
 from prefect import flow
 from prefect_claude_sessions.flows.maintenance import REPORT_KEY, SIZES_KEY, session_maintenance
 from prefect_claude_sessions.storage import (
-    SessionNotFound,
     SessionOrigin,
+    SessionPurged,
     SessionStatus,
     decisions,
     open_db,
@@ -105,7 +105,7 @@ def test_compaction_retention_and_dry_run(workspace, standin):
     assert get_service().store.entries(long_id)
     report, _ = run_flow(session_maintenance, retention_days=0)
     assert report.purged == [long_id] and report.compacted == []
-    with pytest.raises(SessionNotFound):
+    with pytest.raises(SessionPurged, match=long_id):  # the store refuses a purged session
         get_service().store.entries(long_id)
     with open_db(engine()) as db:
         parent = sessions.get_session(db, long_id)
