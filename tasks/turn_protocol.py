@@ -363,7 +363,8 @@ class TurnProtocol:
         if isinstance(exc, ClaimLost):
             kind = "claim_lost"
         message = str(error if error is not None else exc) or type(exc).__name__
-        permanent = error is not None and not error.transient
+        # A stale holder's failure says nothing about the session, which another worker now drives.
+        permanent = error is not None and not error.transient and kind != "claim_lost"
         try:
             with open_db(self.store.engine) as db:
                 turns.fail_turn(

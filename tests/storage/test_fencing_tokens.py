@@ -4,6 +4,7 @@ whose claim was taken over (transcript appends, cuts, turn records), on SQLite a
 from __future__ import annotations
 
 import pickle
+import threading
 import time
 import uuid
 
@@ -161,3 +162,32 @@ def test_errors_read_as_one_sentence_and_survive_pickling() -> None:
         back = pickle.loads(pickle.dumps(err))  # Prefect pickles task exceptions
         assert type(back) is type(err) and str(back) == str(err)
     assert "purged" in str(ClaimLost(sid, 3, None))
+
+
+def test_a_takeover_racing_a_stale_writer_never_interleaves(database_url) -> None:
+    """The stale holder appends in a tight loop while its claim expires and another worker
+    takes over: every stale entry is stored before every entry of the new holder."""
+    sid = make_session(database_url)
+    stale_store, new_store = SQLModelSessionStore(database_url), SQLModelSessionStore(database_url)
+    stale_store.hold_fence(take(database_url, sid, "stale", ttl=0.3))
+    stopped: list[BaseException] = []
+
+    def stale_writer() -> None:
+        try:
+            while True:
+                stale_store.append_sync(PK, sid, [line("stale")])
+        except ClaimLost as exc:
+            stopped.append(exc)
+
+    writer = threading.Thread(target=stale_writer)
+    writer.start()
+    time.sleep(0.4)
+    new_store.hold_fence(take(database_url, sid, "fresh"))
+    for _ in range(20):
+        new_store.append_sync(PK, sid, [line("fresh")])
+    writer.join(timeout=30)
+    assert not writer.is_alive() and len(stopped) == 1
+    order = [e["message"] for e in new_store.entries(sid)]
+    assert order.count("fresh") == 20 and order.count("stale") > 0
+    first_fresh = order.index("fresh")
+    assert "stale" not in order[first_fresh:], "a stale append landed after the takeover"
