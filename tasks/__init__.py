@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "AgentProfile": ".profile",
+    "BudgetExceeded": ".budget",
     "ClaudeSessionsSettings": "prefect_claude_sessions.storage.settings",
     "InvalidSetting": "prefect_claude_sessions.storage.errors",
     "Checkpoint": ".results",
@@ -35,6 +36,7 @@ _EXPORTS = {
 
 __all__ = [
     "AgentProfile",
+    "BudgetExceeded",
     "Checkpoint",
     "ClaudeSessionsSettings",
     "Decision",
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
     from prefect_claude_sessions.storage.errors import InvalidSetting, SessionPurged
     from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 
+    from .budget import BudgetExceeded
     from .profile import AgentProfile
     from .results import Checkpoint, Decision, SessionTurn
     from .session_tasks import (

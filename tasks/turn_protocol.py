@@ -35,7 +35,7 @@ from prefect_claude_sessions.storage import (
     turns,
 )
 
-from . import placement, transcript
+from . import budget, placement, transcript
 from .context import RunContext
 from .errors import AgentError, PermanentAgentError, classify_error
 from .idempotency import digest, prompt_uuid_for
@@ -178,6 +178,7 @@ class TurnProtocol:
             done = self.completed(plan.key)  # finished by another worker while we waited
             if done is not None:
                 return self.result(done, plan, replayed=True)
+            spend = budget.check_before(self.store, plan, self.emit)  # may refuse: nothing sent
             retrying, head, dirty = self._begin(plan, ctx)
             try:
                 outcome, prompt_uuid = None, prompt_uuid_for(plan.key)
@@ -192,7 +193,11 @@ class TurnProtocol:
                 result = self._complete(plan, outcome, prompt_uuid)
             except BaseException as exc:
                 self._fail(plan, exc, head)
-                raise
+                failure = spend.charge_failure(self.store, plan.key, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc  # the CLI stopped the turn at what was left of a budget
+            spend.settle(self.store, result.cost_usd)
         self.emit(
             EVENT_OF[plan.operation],
             plan.target_id,
