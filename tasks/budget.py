@@ -183,10 +183,10 @@ class BudgetGuard:
         if isinstance(exc, AgentError) and exc.kind == "budget_exceeded":
             tightest = min(self.statuses, key=lambda s: s.remaining_usd)
             return BudgetExceeded(
-                f"session {self.session_id}: the CLI stopped the turn at the "
-                f"${tightest.remaining_usd:.4f} left of the ${tightest.budget_usd:.4f} budget "
-                f"set on session {tightest.owner_id} (this turn cost ${cost:.4f}); its answer "
-                "was discarded and the budget is now used up",
+                f"session {self.session_id}: the CLI stopped the turn at its max_budget_usd "
+                f"(${tightest.remaining_usd:.4f} was left of the ${tightest.budget_usd:.4f} "
+                f"budget set on session {tightest.owner_id} before it; this turn cost "
+                f"${cost:.4f}); its answer was discarded",
                 session_id=self.session_id,
                 outcome=outcome,
             )

@@ -19,6 +19,7 @@ from prefect_claude_sessions.tasks import (
 )
 from prefect_claude_sessions.tasks.artifacts import flow_run_report
 from prefect_claude_sessions.tasks.budget import lineage_spend
+from prefect_claude_sessions.tasks.client_pool import default_pool
 from prefect_claude_sessions.tasks.context import RunContext
 from prefect_claude_sessions.tasks.errors import should_retry
 from prefect_claude_sessions.tasks.session_tasks import get_service
@@ -54,7 +55,10 @@ def test_a_session_is_capped_and_then_refused_before_anything_is_sent(recorded, 
     budget = cost * 2.4
     first = service.init("Remember HERON.", profile(budget), ctx=CTX)
     assert events.named("budget.warning") == []  # ~42 %
+    warm = default_pool().pid_of(first.session_id)
     second = service.resume(first.session_id, "Which word?", ctx=CTX, anchor=first.turn_key)
+    # the new max_budget_usd does not cost a new CLI: the warm one keeps its cumulative cap
+    assert warm is not None and default_pool().pid_of(first.session_id) == warm
     warnings = events.named("budget.warning")
     assert len(warnings) == 1 and warnings[0]["session_id"] == first.session_id
     assert warnings[0]["payload"]["budget_usd"] == pytest.approx(budget)
