@@ -36,7 +36,10 @@ from .errors import AgentError, PermanentAgentError
 if TYPE_CHECKING:
     from sqlmodel import Session
 
-    from .turn_protocol import Emit, TurnPlan
+# ``plan`` below is a `tasks.turn_protocol.TurnPlan` and ``emit`` its `Emit`; not imported, as
+# the turn protocol imports this module.
+TurnPlan = Any
+Emit = Any
 
 logger = logging.getLogger("claude_sessions")
 
