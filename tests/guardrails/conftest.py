@@ -40,3 +40,14 @@ def recorded(workspace, database_url) -> tuple[SessionService, Recorder]:
     service = SessionService(SQLModelSessionStore(database_url), emit=recorder)
     yield service, recorder
     service.store.engine.dispose()
+
+
+# The real Prefect server, pools and workers of the end-to-end tests (for the deployment test).
+from tests.e2e.conftest import (  # noqa: E402
+    prefect_server,
+    prefect_server_session,
+    process_pool,
+    start_worker,
+)
+
+__all__ = ["prefect_server", "prefect_server_session", "process_pool", "start_worker"]
