@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from prefect import flow
-from prefect_claude_sessions.flows.cli import session_details
+from prefect_claude_sessions.flows.cli import app, session_details
 from prefect_claude_sessions.storage import TurnStatus, open_db, sessions, turns
 from prefect_claude_sessions.tasks import (
     AgentProfile,
@@ -24,6 +24,7 @@ from prefect_claude_sessions.tasks.context import RunContext
 from prefect_claude_sessions.tasks.errors import should_retry
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
 from tests.sessions.conftest import main_requests
 
@@ -100,7 +101,7 @@ def test_a_session_is_capped_and_then_refused_before_anything_is_sent(recorded, 
     ]
 
 
-def test_parallel_forks_share_the_parents_budget(recorded, standin):
+def test_parallel_forks_share_the_parents_budget(recorded, standin, database_url):
     service, events = recorded
     cost = turn_cost(service)
     budget = cost * 3.6
@@ -136,6 +137,13 @@ def test_parallel_forks_share_the_parents_budget(recorded, standin):
     statuses = sorted(t.status.value for t in all_turns(service, tree))
     assert statuses == ["completed"] * 3 + ["failed"]  # root, two forks, the stopped deeper fork
     assert set(ids) < set(tree)
+
+    # `claude-sessions show` on a fork names the root's budget and what is left of it
+    shown = CliRunner().invoke(app, ["show", forks[0].session_id, "--database", database_url])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert f"Budget ${budget:.4f} (set on session {root.session_id}" in text
+    assert "left $0.0000" in text
 
 
 def test_a_session_without_budget_is_unaffected_and_children_inherit_none(recorded, standin):
