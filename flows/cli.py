@@ -38,6 +38,7 @@ from prefect_claude_sessions.storage.config import masked_url
 from prefect_claude_sessions.storage.ids import validate_session_id
 from prefect_claude_sessions.tasks import retention
 from prefect_claude_sessions.tasks.artifacts import render_lineage
+from prefect_claude_sessions.tasks.budget import budget_statuses
 from rich import box
 from rich.console import Console
 from rich.markdown import Markdown
@@ -229,7 +230,21 @@ def session_details(db: Session, sid: str) -> dict[str, Any]:
         ],
         "checkpoints": checkpoint_rows(db, sid),
         "decisions": decision_rows(db, session=sid),
+        "budgets": budget_rows(db, sid),
     }
+
+
+def budget_rows(db: Session, sid: str) -> list[dict[str, Any]]:
+    """The budgets governing a session (its own and its ancestors'), nearest first."""
+    return [
+        {
+            "owner_id": b.owner_id,
+            "budget_usd": b.budget_usd,
+            "spent_usd": b.spent_usd,
+            "remaining_usd": b.remaining_usd,
+        }
+        for b in budget_statuses(db, sid)
+    ]
 
 
 def checkpoint_rows(db: Session, sid: str) -> list[dict[str, Any]]:
@@ -435,6 +450,12 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
             title_align="left",
         )
     )
+    for b in info["budgets"]:
+        owner = "this session" if b["owner_id"] == head["id"] else f"session {b['owner_id']}"
+        _consoles.out.print(
+            f"Budget ${b['budget_usd']:.4f} (set on {owner}, with its descendants): "
+            f"spent ${b['spent_usd']:.4f}, left ${b['remaining_usd']:.4f}"
+        )
     _consoles.out.print(Markdown("**Lineage**\n\n" + info["lineage"]["markdown"]))
     table = Table(title=f"Turns ({len(info['turns'])})", title_justify="left")
     for name in (

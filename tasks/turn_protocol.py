@@ -37,7 +37,7 @@ from prefect_claude_sessions.storage import (
 )
 from prefect_claude_sessions.storage.claims import Fence
 
-from . import local_copies, placement, transcript
+from . import budget, local_copies, placement, transcript
 from .context import RunContext
 from .errors import AgentError, PermanentAgentError, classify_known
 from .idempotency import digest, prompt_uuid_for
@@ -180,6 +180,7 @@ class TurnProtocol:
             done = self.completed(plan.key)  # finished by another worker while we waited
             if done is not None:
                 return self.result(done, plan, replayed=True)
+            spend = budget.check_before(self.store, plan, self.emit)  # may refuse: nothing sent
             retrying, head, dirty = self._begin(plan, ctx, fence)
             try:
                 outcome, prompt_uuid = None, prompt_uuid_for(plan.key)
@@ -198,7 +199,11 @@ class TurnProtocol:
                 self._fail(plan, lost or exc, head, fence)
                 if lost is not None and lost is not exc:
                     raise lost from exc  # the cause, not the SDK's "mirror failed" symptom
-                raise
+                failure = spend.charge_failure(self.store, plan.key, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc  # the CLI stopped the turn at what was left of a budget
+            spend.settle(self.store, result.cost_usd)
         self.emit(
             EVENT_OF[plan.operation],
             plan.target_id,
