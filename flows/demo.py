@@ -429,7 +429,8 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
             if d.session_id in touched:
                 report.decisions_by_key[d.key] = report.decisions_by_key.get(d.key, 0) + 1
     report.artifact_keys = [
-        "claude-sessions-lineage",
+        "claude-sessions-email-triage",
+        "claude-sessions-explore-approaches",
         f"triage-progress-{DEMO_TEAM}",
         f"triage-results-{DEMO_TEAM}",
         "explore-approaches",
