@@ -48,9 +48,7 @@ def run_artifacts(run_id: str) -> list[Any]:
     """Every artifact linked to the flow run."""
     with get_client(sync_client=True) as client:
         return client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)])
-            )
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(run_id)]))
         )
 
 

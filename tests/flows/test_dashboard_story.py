@@ -51,7 +51,9 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
     for email in inbox:
         assert f"decision triage {email.id}" in names
     for email_id, result in handed.items():
-        specialist = "billing-specialist" if result.category == "billing" else "technical-specialist"
+        specialist = (
+            "billing-specialist" if result.category == "billing" else "technical-specialist"
+        )
         assert (
             f"handoff {team[:8]} → {result.specialist_session_id[:8]} [{specialist}] {email_id}"
             in names
@@ -72,10 +74,9 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
     assert all(COST.search(m) and "answer:" in m for m in turn_lines)
     for result in handed.values():
         assert any(
-            f"session {team} → new session {result.specialist_session_id}" in m
-            for m in turn_lines
+            f"session {team} → new session {result.specialist_session_id}" in m for m in turn_lines
         )
-    assert any(f"decision 'triage' recorded" in m for m in lines)
+    assert any("decision 'triage' recorded" in m for m in lines)
 
     # A re-run replays every e-mail from the store: it says so, in its log and its report.
     standin.clear_requests()
