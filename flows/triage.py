@@ -32,6 +32,7 @@ from prefect_claude_sessions.tasks import (
     record_decision,
     resume_session,
 )
+from prefect_claude_sessions.tasks.artifacts import ReportNotes
 from prefect_claude_sessions.tasks.idempotency import digest
 from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
@@ -176,7 +177,7 @@ def email_triage(
         hand_off: Hand technical and billing cases to the specialist agent.
     """
     with session_report() as notes:
-        results, sent = _triage(team, inbox_path, emails, hand_off)
+        results, sent = _triage(team, inbox_path, emails, hand_off, notes)
         replayed = len(results) - sent
         line = (
             f"{replayed} of {len(results)} e-mails already triaged, "
@@ -188,7 +189,11 @@ def email_triage(
 
 
 def _triage(
-    team: str, inbox_path: str | None, emails: list[Email] | None, hand_off: bool
+    team: str,
+    inbox_path: str | None,
+    emails: list[Email] | None,
+    hand_off: bool,
+    notes: ReportNotes,
 ) -> tuple[list[TriageResult], int]:
     """The triage itself: (one result per e-mail, how many e-mails were sent to the model)."""
     logger = get_run_logger()
@@ -223,7 +228,9 @@ def _triage(
             update_progress_artifact(progress, progress=100.0 * index / len(inbox))
             continue
         sent += 1
-        label = f"{email.id}: {email.subject}" if email.subject else email.id
+        # Task names and events carry the e-mail id; the report (a view for operators) the
+        # subject too.
+        label = email.id
         if session_id is None or digest(email.as_prompt()) == opening:
             # Opens the team session, or replays the opening turn of a crashed earlier run.
             turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key, label=label)
@@ -239,6 +246,8 @@ def _triage(
                 wait_for=[last] if last else None,
             )
         last, session_id = turn, turn.session_id
+        if email.subject:
+            notes.labels[turn.turn_key] = f"{email.id}: {email.subject}"
         verdict = parse_triage(turn.text)
         record_decision(turn, "triage", {"email_id": email.id, **verdict}, idempotency_key=key)
         result = TriageResult(email_id=email.id, session_id=turn.session_id, **verdict)

@@ -41,7 +41,7 @@ def resolve_id(db: Session, kind: Kind, value: object) -> str:
     """
     if not isinstance(value, str) or not _PREFIX.fullmatch(value.strip()):
         raise InvalidShortId(
-            f"invalid {kind} id {value!r}: expected a UUID or its first {MIN_PREFIX}+ characters"
+            f"{value!r} is not a {kind} id (expected a UUID or its first {MIN_PREFIX}+ characters)"
         )
     prefix = value.strip().lower()
     model = SessionRecord if kind == "session" else CheckpointRecord
@@ -52,7 +52,7 @@ def resolve_id(db: Session, kind: Kind, value: object) -> str:
         return prefix
     if len(prefix) < MIN_PREFIX:
         raise InvalidShortId(
-            f"{kind} id prefix {prefix!r} is too short: give at least {MIN_PREFIX} characters"
+            f"{value.strip()!r} is not a {kind} id: a prefix needs at least {MIN_PREFIX} characters"
         )
     # ids are stored lower-case; LIKE with a hex/dash prefix has no wildcard to escape
     found = list(

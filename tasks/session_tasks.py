@@ -27,6 +27,7 @@ from .context import current_run
 from .credentials import resolve_credentials
 from .errors import agent_settings, should_retry
 from .profile import AgentProfile
+from .redaction import redact_payload
 from .results import Checkpoint, Decision, SessionTurn
 from .service import SessionService
 
@@ -130,6 +131,20 @@ def decision_label(payload: Any) -> str | None:
         if isinstance(value, (str, int)) and str(value).strip():
             return str(value).strip()
     return None
+
+
+def decision_choice(payload: Any) -> dict[str, Any] | None:
+    """The short fields of a decision (its choice: a category, a priority, an approach) for the
+    decision event, after the store's redactors; long text stays in the store."""
+    if not isinstance(payload, dict):
+        return None
+    clean = redact_payload(payload)
+    short = {
+        str(k): v
+        for k, v in clean.items()
+        if isinstance(v, (str, int, float, bool)) and len(str(v)) <= 60
+    }
+    return dict(list(short.items())[:8]) or None
 
 
 def describe(
@@ -320,7 +335,8 @@ def init_session(
     ``label`` says what the turn is for (an e-mail id, an approach) in run names and the report.
     """
     service = get_service(database)
-    result = service.init(prompt, agent, ctx=current_run(), idempotency_key=idempotency_key)
+    with events.details(label=label):
+        result = service.init(prompt, agent, ctx=current_run(), idempotency_key=idempotency_key)
     _after(service, result, "init", label=label)
     return result
 
@@ -337,13 +353,14 @@ def resume_session(
     the whole earlier conversation, on whichever worker this runs."""
     service = get_service(database)
     source = _session_id(session)
-    result = service.resume(
-        source,
-        prompt,
-        ctx=current_run(),
-        anchor=_anchor(session),
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label):
+        result = service.resume(
+            source,
+            prompt,
+            ctx=current_run(),
+            anchor=_anchor(session),
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "resume", source=source, label=label)
     return result
 
@@ -361,14 +378,15 @@ def fork_session(
     there; the parent is left untouched. Forks of one parent may run in parallel."""
     service = get_service(database)
     source = _session_id(session)
-    result = service.fork(
-        source,
-        prompt,
-        ctx=current_run(),
-        at=at,
-        anchor=_anchor(session),
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label):
+        result = service.fork(
+            source,
+            prompt,
+            ctx=current_run(),
+            at=at,
+            anchor=_anchor(session),
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "fork", source=source, label=label)
     return result
 
@@ -386,14 +404,15 @@ def handoff_session(
     the specialist's system prompt, answering ``prompt``. Lineage records who handed to whom."""
     service = get_service(database)
     source = _session_id(session)
-    result = service.handoff(
-        source,
-        prompt,
-        to=to,
-        ctx=current_run(),
-        anchor=_anchor(session),
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label):
+        result = service.handoff(
+            source,
+            prompt,
+            to=to,
+            ctx=current_run(),
+            anchor=_anchor(session),
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "handoff", source=source, label=label)
     return result
 
@@ -407,13 +426,14 @@ def checkpoint_session(
 ) -> Checkpoint:
     """Name the session's current point (``label``) to fork from or rewind to later."""
     service = get_service(database)
-    result = service.checkpoint(
-        _session_id(session),
-        label,
-        ctx=current_run(),
-        anchor=_anchor(session),
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label):
+        result = service.checkpoint(
+            _session_id(session),
+            label,
+            ctx=current_run(),
+            anchor=_anchor(session),
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "checkpoint")
     return result
 
@@ -430,13 +450,14 @@ def rewind_session(
     """Roll back to ``checkpoint``: a new branch continuing from that point (answering ``prompt``
     if given, else no model call at all) and, for file-checkpointing sessions, files restored."""
     service = get_service(database)
-    result = service.rewind(
-        checkpoint,
-        ctx=current_run(),
-        prompt=prompt,
-        restore_files=restore_files,
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label):
+        result = service.rewind(
+            checkpoint,
+            ctx=current_run(),
+            prompt=prompt,
+            restore_files=restore_files,
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "rewind", source=result.parent_id, label=label)
     return result
 
@@ -454,12 +475,13 @@ def record_decision(
     The run is named by the key and what the decision is about (``label``, else the payload's
     ``email_id``/``approach``/... field): ``decision triage msg-0003``."""
     service = get_service(database)
-    result = service.record_decision(
-        _session_id(session),
-        key,
-        payload,
-        ctx=current_run(),
-        idempotency_key=idempotency_key,
-    )
+    with events.details(label=label or decision_label(payload), choice=decision_choice(payload)):
+        result = service.record_decision(
+            _session_id(session),
+            key,
+            payload,
+            ctx=current_run(),
+            idempotency_key=idempotency_key,
+        )
     _after(service, result, "decision")
     return result

@@ -231,7 +231,7 @@ def test_triage_and_exploration_runs(deployed: Deployed, start_worker, tmp_path:
 
     # Session events reach the server (automations can react to a handoff).
     handed = wait_until(
-        lambda: read_events(server, prefix="claude-sessions.session.handed-off"),
+        lambda: read_events(server, prefix="claude-session.handed-off"),
         timeout=30,
         message=lambda: "no handed-off event\n" + server.diagnostics(triage_run),
     )

@@ -67,7 +67,8 @@ def log_lines(run_id: str) -> list[str]:
     return [log.message for log in logs]
 
 
-def session_events(prefix: str, resource_ids: list[str]) -> list[dict[str, Any]]:
+def session_events(prefix: str, resource_ids: list[str], since: Any) -> list[dict[str, Any]]:
+    """Events named ``prefix...`` about these resources since ``since`` (a datetime)."""
     with get_client(sync_client=True) as client:
         response = client._client.post(
             "/events/filter",
@@ -75,8 +76,9 @@ def session_events(prefix: str, resource_ids: list[str]) -> list[dict[str, Any]]
                 "filter": {
                     "event": {"prefix": [prefix]},
                     "any_resource": {"id": resource_ids},
+                    "occurred": {"since": since.isoformat()},
                 },
-                "limit": 100,
+                "limit": 50,
             },
         )
     response.raise_for_status()

@@ -12,7 +12,14 @@ from prefect_claude_sessions.flows.explore import explore_approaches
 from prefect_claude_sessions.flows.triage import email_triage, load_inbox
 
 from .conftest import main_requests, run_flow
-from .dashboard import flow_run, lineage_reports, log_lines, task_run_names, wait_for
+from .dashboard import (
+    flow_run,
+    lineage_reports,
+    log_lines,
+    session_events,
+    task_run_names,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cli, pytest.mark.slow]
 
@@ -59,7 +66,7 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
             in names
         ), names
         assert f"decision handoff {email_id}" in names
-    assert f"init → {team[:8]} [triage-support] {inbox[0].id}: {inbox[0].subject}" in names
+    assert f"init → {team[:8]} [triage-support] {inbox[0].id}" in names
     resumes = [n for n in names if n.startswith("resume")]
     assert len(resumes) == len(inbox) - 1
     assert all(n.startswith(f"resume {team[:8]} [triage-support] msg-") for n in resumes), resumes
@@ -77,6 +84,36 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
             f"session {team} → new session {result.specialist_session_id}" in m for m in turn_lines
         )
     assert any("decision 'triage' recorded" in m for m in lines)
+
+    # Events that read well: "Claude session decision recorded", with key, e-mail and choice;
+    # a handoff names the new session and its parent; costs are rounded.
+    resources = [
+        f"claude-sessions.session.{sid}"
+        for sid in {team, *(r.specialist_session_id for r in handed.values())}
+    ]
+    events = wait_for(
+        lambda: session_events("claude-session.", resources, run.start_time),
+        lambda es: (
+            sum(e["event"] == "claude-session.handed-off" for e in es) == len(handed)
+            and sum(e["event"] == "claude-session.decision-recorded" for e in es)
+            == len(inbox) + len(handed)
+        ),
+    )
+    decided = [e for e in events if e["event"] == "claude-session.decision-recorded"]
+    triaged = {
+        e["payload"]["label"]: e["payload"] for e in decided if e["payload"]["key"] == "triage"
+    }
+    assert set(triaged) == {e.id for e in inbox}
+    assert triaged["msg-0002"]["choice"]["category"] == "billing"
+    assert triaged["msg-0002"]["choice"]["email_id"] == "msg-0002"
+    for event in (e for e in events if e["event"] == "claude-session.handed-off"):
+        payload = event["payload"]
+        result = handed[payload["label"]]
+        assert payload["session_id"] == result.specialist_session_id
+        assert payload["parent_session_id"] == team
+        assert payload["cost_usd"] == round(payload["cost_usd"], 6) > 0
+    resumed = [e for e in events if e["event"] == "claude-session.resumed"]
+    assert {e["payload"]["label"] for e in resumed} == {e.id for e in inbox[1:]}
 
     # A re-run replays every e-mail from the store: it says so, in its log and its report.
     standin.clear_requests()

@@ -58,7 +58,7 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
                     "/events/filter",
                     json={
                         "filter": {
-                            "event": {"prefix": ["claude-sessions.session."]},
+                            "event": {"prefix": ["claude-session."]},
                             "any_resource": {
                                 "id": [
                                     f"claude-sessions.session.{turn.session_id}",
@@ -101,10 +101,10 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
 
     kinds = {e["event"] for e in events}
     assert {
-        "claude-sessions.session.created",
-        "claude-sessions.session.checkpointed",
-        "claude-sessions.session.decision-recorded",
-        "claude-sessions.session.handed-off",
+        "claude-session.created",
+        "claude-session.checkpointed",
+        "claude-session.decision-recorded",
+        "claude-session.handed-off",
     } <= kinds
     handed_off = next(e for e in events if e["event"].endswith("handed-off"))
     assert handed_off["resource"]["claude-sessions.agent"] == "billing"
