@@ -118,7 +118,7 @@ def flow_run_report(engine: Any, flow_run_id: str, notes: ReportNotes | None = N
             f"| {i} | {excerpt(notes.labels.get(t.idempotency_key, ''), 40, markdown=True)} | "
             f"`{t.session_id[:8]}` | {t.operation} | "
             f"{'replayed' if replayed else t.status.value} | {t.duration_ms or 0} ms | "
-            f"{money(0.0 if replayed else t.cost_usd)} | {excerpt(t.result_text, markdown=True)} |"
+            f"{money(0.0 if replayed else t.cost_usd)} | {excerpt(t.result_text, 60, markdown=True)} |"
             for i, (t, replayed) in enumerate(run_turns, start=1)
         ]
         sent = [t for t, replayed in run_turns if not replayed]
@@ -128,14 +128,20 @@ def flow_run_report(engine: Any, flow_run_id: str, notes: ReportNotes | None = N
         lines += [*notes.summary, ""]
     if trees:
         lines += ["## Lineage", *trees, ""]
-    lines += [
-        f"## Turns ({len(sent)} sent, {len(run_turns) - len(sent)} replayed, {money(total)})",
-        "",
-        "| # | for | session | operation | status | duration | cost | answer |",
-        "|---|---|---|---|---|---|---|---|",
-        *rows,
-    ]
-    return "\n".join(lines)
+    lines.append(
+        f"## Turns ({len(sent)} sent, {len(run_turns) - len(sent)} replayed, {money(total)})"
+    )
+    if not rows:
+        return "\n".join([*lines, "", "No turns in this run: nothing was sent to the model."])
+    return "\n".join(
+        [
+            *lines,
+            "",
+            "| # | for | session | operation | status | duration | cost | answer |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
 
 
 def current_api_url() -> str | None:

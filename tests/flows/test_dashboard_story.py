@@ -123,6 +123,7 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
     assert second.key == "claude-sessions-email-triage"
     summary = f"{len(inbox)} of {len(inbox)} e-mails already triaged, 0 prompts sent"
     assert summary in second.data
+    assert "No turns in this run: nothing was sent to the model." in second.data
     assert any(summary in m for m in wait_for(lambda: log_lines(again), lambda ls: len(ls) > 0))
 
 
