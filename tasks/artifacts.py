@@ -24,6 +24,8 @@ from prefect_claude_sessions.storage.settings import get_settings
 logger = logging.getLogger("claude_sessions")
 
 REPORT_KEY_PREFIX = "claude-sessions-"
+#: Flow runs a publisher keeps in memory (see `ReportPublisher._forget_published`).
+MAX_RUNS = 512
 #: Operations whose turn starts a new session: the turn's label names that session too.
 _NEW_SESSION_OPERATIONS = frozenset({"fork", "handoff", "rewind"})
 
@@ -268,11 +270,22 @@ class ReportPublisher:
     def _run(self, engine: Any, flow_run_id: str, flow_name: str | None) -> _RunReport:
         run = self._runs.get(flow_run_id)
         if run is None:
+            self._forget_published()
             name = flow_name if flow_name is not None else current_flow_name()
             run = self._runs[flow_run_id] = _RunReport(
                 engine=engine, key=report_key(name), api_url=current_api_url()
             )
         return run
+
+    def _forget_published(self) -> None:
+        """Bound the memory of a long-lived process whose flows never call `finalize`: past
+        `MAX_RUNS` runs, forget the oldest whose report is published (a later turn of one
+        finds its artifact again by key and flow run)."""
+        if len(self._runs) < MAX_RUNS:
+            return
+        published = [rid for rid, run in self._runs.items() if not run.dirty]
+        for flow_run_id in published[: len(self._runs) - MAX_RUNS // 2]:
+            del self._runs[flow_run_id]
 
     def notes(self, engine: Any, flow_run_id: str, flow_name: str | None = None) -> ReportNotes:
         """The run's notes, for a flow to add its summary, labels or chosen session."""
@@ -295,9 +308,9 @@ class ReportPublisher:
         flow_name: str | None = None,
     ) -> None:
         """A turn of the run was done (``label``: what it was for): publish soon."""
-        now = time.monotonic()
         with self._lock:
             run = self._run(engine, flow_run_id, flow_name)
+            now = time.monotonic()  # after `_run`: its first call may import Prefect settings
             if turn_key and label:
                 run.notes.labels[turn_key] = label
             if turn_key and replayed and turn_key not in run.notes.replayed:

@@ -57,3 +57,15 @@ def test_report_keys_are_valid_prefect_keys() -> None:
     assert report_key("email-triage") == "claude-sessions-email-triage"
     assert report_key("My Flow_v2!") == "claude-sessions-my-flow-v2"
     assert report_key(None) == "claude-sessions-flow"
+
+
+def test_a_long_lived_process_forgets_published_runs(monkeypatch) -> None:
+    _recording(monkeypatch)
+    monkeypatch.setattr(artifacts, "MAX_RUNS", 10)
+    publisher = ReportPublisher(interval_s=60)
+    publisher.request(object(), "run-0", flow_name="f")
+    publisher.request(object(), "run-0", flow_name="f")  # stale: kept until published
+    for i in range(1, 30):
+        publisher.request(object(), f"run-{i}", flow_name="f")
+    assert len(publisher._runs) <= 10
+    assert "run-0" in publisher._runs and publisher._runs["run-0"].dirty
