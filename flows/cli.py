@@ -36,6 +36,7 @@ from prefect_claude_sessions.storage import (
 )
 from prefect_claude_sessions.storage.config import masked_url
 from prefect_claude_sessions.storage.ids import validate_session_id
+from prefect_claude_sessions.storage.short_ids import resolve_id
 from prefect_claude_sessions.tasks import retention
 from prefect_claude_sessions.tasks.artifacts import render_lineage
 from prefect_claude_sessions.tasks.budget import budget_statuses
@@ -95,7 +96,16 @@ DatabaseOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-SessionIdArg = Annotated[str, typer.Argument(metavar="ID", help="A session id (a UUID).")]
+SessionIdArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="A session id, or a unique prefix of 8+ characters (as the dashboard shows it).",
+    ),
+]
+#: Below this width `ls` shows 8-character ids (they work in every command) and leaves out the
+#: parent and transcript columns, so turns and cost always fit.
+WIDE = 120
 
 
 class BadInput(Exception):
@@ -347,29 +357,33 @@ def as_utc(value: datetime | None) -> datetime | None:
 # --------------------------------------------------------------------------- rich rendering
 
 
-def sessions_table(rows: list[dict[str, Any]], title: str = "Sessions") -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("id", style="cyan", no_wrap=True, min_width=36)
-    table.add_column("agent", min_width=5)
-    table.add_column("origin", min_width=6)
-    table.add_column("parent", style="dim", no_wrap=True, min_width=8)
-    table.add_column("status", min_width=6)
-    table.add_column("turns", justify="right", min_width=5)
-    table.add_column("cost", justify="right", min_width=7)
-    table.add_column("transcript", justify="right", min_width=8)
-    table.add_column("updated", no_wrap=True, min_width=14)
+def sessions_table(
+    rows: list[dict[str, Any]], title: str = "Sessions", width: int | None = None
+) -> Table:
+    """The `ls` table; at less than `WIDE` columns short ids and only the columns that matter,
+    each on one line (turns and cost never wrap or drop out)."""
+    wide = width is None or width >= WIDE
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("id", style="cyan", no_wrap=True, min_width=36 if wide else 8)
+    table.add_column("agent", no_wrap=True, overflow="ellipsis", min_width=5, max_width=22)
+    table.add_column("origin", no_wrap=True, min_width=6)
+    if wide:
+        table.add_column("parent", style="dim", no_wrap=True, min_width=8)
+    table.add_column("status", no_wrap=True, min_width=6)
+    table.add_column("turns", justify="right", no_wrap=True, min_width=5)
+    table.add_column("cost", justify="right", no_wrap=True, min_width=7)
+    if wide:
+        table.add_column("transcript", justify="right", no_wrap=True, min_width=8)
+    table.add_column("updated", no_wrap=True, min_width=11)
     for r in rows:
-        table.add_row(
-            r["id"],
-            r["agent"],
-            r["origin"],
-            (r["parent_id"] or "")[:8],
-            r["status"],
-            str(r["turns"]),
-            f"${r['cost_usd']:.4f}",
-            human_bytes(r["transcript_bytes"]),
-            short_time(r["updated_at"], seconds=False),
-        )
+        cells = [r["id"] if wide else r["id"][:8], r["agent"], r["origin"]]
+        if wide:
+            cells.append((r["parent_id"] or "")[:8])
+        cells += [r["status"], str(r["turns"]), f"${r['cost_usd']:.4f}"]
+        if wide:
+            cells.append(human_bytes(r["transcript_bytes"]))
+        cells.append(short_time(r["updated_at"], seconds=False))
+        table.add_row(*cells)
     return table
 
 
@@ -425,7 +439,8 @@ def ls_command(
     elif not rows:
         _consoles.out.print("No sessions.")
     else:
-        _consoles.out.print(sessions_table(rows, title=f"Sessions ({len(rows)})"))
+        out = _consoles.out
+        out.print(sessions_table(rows, title=f"Sessions ({len(rows)})", width=out.width))
 
 
 @app.command("show")
@@ -433,7 +448,7 @@ def ls_command(
 def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     """A session: totals, lineage, turns, checkpoints and decisions."""
     with reading(database) as db:
-        info = session_details(db, session_id(sid))
+        info = session_details(db, resolve_id(db, "session", sid))
     if as_json:
         emit_json(info)
         return
@@ -458,19 +473,10 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
         )
     _consoles.out.print(Markdown("**Lineage**\n\n" + info["lineage"]["markdown"]))
     table = Table(title=f"Turns ({len(info['turns'])})", title_justify="left")
-    for name in (
-        "#",
-        "operation",
-        "status",
-        "attempts",
-        "error kind",
-        "cost",
-        "duration",
-        "answer",
-    ):
-        table.add_column(
-            name, justify="right" if name in ("#", "attempts", "cost", "duration") else "left"
-        )
+    for name in ("#", "operation", "status", "attempts", "error kind", "cost", "duration"):
+        right = name in ("#", "attempts", "cost", "duration")
+        table.add_column(name, justify="right" if right else "left", no_wrap=True)
+    table.add_column("answer", overflow="fold")
     for i, t in enumerate(info["turns"], start=1):
         failed = t["status"] == "failed"
         answer = ((t["error"] if failed else t["answer"]) or "").replace("\n", " ")
@@ -494,8 +500,8 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
 @cli_errors
 def tree_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonOpt = False) -> None:
     """The lineage of a session (forks, handoffs, ...) from its root."""
-    target = session_id(sid)
     with reading(database) as db:
+        target = resolve_id(db, "session", sid)
         root = lineage(db, target)
     if as_json:
         emit_json(root)

@@ -429,7 +429,8 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
             if d.session_id in touched:
                 report.decisions_by_key[d.key] = report.decisions_by_key.get(d.key, 0) + 1
     report.artifact_keys = [
-        "claude-sessions-lineage",
+        "claude-sessions-email-triage",
+        "claude-sessions-explore-approaches",
         f"triage-progress-{DEMO_TEAM}",
         f"triage-results-{DEMO_TEAM}",
         "explore-approaches",
@@ -458,18 +459,22 @@ def render_report(report: DemoReport, console: Console) -> None:
 
     runs = Table(title="Flow runs", title_justify="left")
     runs.add_column("flow", no_wrap=True)
-    for name in ("prompts sent", "cost", "time"):
+    for name in ("prompts sent", "cost", "time", "run"):
         runs.add_column(name, justify="right", no_wrap=True)
-    runs.add_column("flow run in the dashboard", overflow="fold")
     for r in report.runs:
         runs.add_row(
             r.title,
             str(r.turns_sent),
             f"${r.cost_usd:.4f}",
             f"{r.seconds:.1f} s",
-            r.url or r.flow_run_id,
+            r.flow_run_id[:8],
         )
     console.print(runs)
+    # One URL a line, never wrapped (soft_wrap): a terminal or a log file gets it whole, so it
+    # can be clicked or copied.
+    console.print("Flow runs in the dashboard:")
+    for r in report.runs:
+        console.print(f"  {r.flow_run_id[:8]} {r.title}: {r.url or r.flow_run_id}", soft_wrap=True)
 
     if report.triage_session_id:
         with open_db() as db:
@@ -487,12 +492,14 @@ def render_report(report: DemoReport, console: Console) -> None:
     ]
     if report.triage_session_id:
         where += [
-            f"  claude-sessions tree {report.triage_session_id}",
-            f"  claude-sessions show {report.triage_session_id}",
+            f"  claude-sessions tree {report.triage_session_id[:8]}",
+            f"  claude-sessions show {report.triage_session_id[:8]}",
         ]
     where.append("  claude-sessions decisions --key triage")
     if report.server_home:
         where += [
+            "The demo's Prefect server runs without its scheduler and automation triggers:",
+            "deployment schedules and automations do not fire there (use your own server).",
             "The demo's Prefect server stops when the demo ends (--keep-open keeps it up);",
             "browse these runs again later with:",
             f"  PREFECT_HOME={report.server_home} prefect server start",

@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
 from prefect_claude_sessions.tasks import (
     Checkpoint,
     SessionTurn,
@@ -13,9 +14,12 @@ from prefect_claude_sessions.tasks import (
     init_session,
     record_decision,
 )
+from prefect_claude_sessions.tasks.artifacts import money
+from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel
 
+from .forms import ProfileName, resolve_checkpoint_id, resolve_session_id
 from .profiles import get_profile
 
 
@@ -44,19 +48,32 @@ def choose(outcomes: list[ApproachOutcome]) -> ApproachOutcome:
     return min(answered, key=lambda o: (o.cost_usd, o.duration_ms))
 
 
-@flow(name="explore-approaches", log_prints=True)
+def _run_name() -> str:
+    """``explore 3 approaches``, from the run's parameters."""
+    approaches = flow_run.parameters.get("approaches") or []
+    count = len(approaches) if isinstance(approaches, list) else 0
+    return f"explore {count} approach{'' if count == 1 else 'es'}"
+
+
+@flow(name="explore-approaches", flow_run_name=_run_name, log_prints=True)
 def explore_approaches(
     approaches: list[str],
     problem: str | None = None,
     session_id: str | None = None,
     checkpoint_id: str | None = None,
-    agent: str = "explorer",
+    agent: ProfileName = "explorer",
 ) -> Exploration:
     """Fork one session into one branch per approach, run them in parallel, compare them in a table
     artifact and record the chosen approach as a decision on the base session.
 
-    Start from an existing ``session_id`` (optionally at ``checkpoint_id``), or from a new session
-    about ``problem``.
+    Args:
+        approaches: One short description per approach to explore (at most 16); each becomes
+            a fork of the base session.
+        problem: The problem to explore, in a new session. Give this or session_id.
+        session_id: An existing session to fork (its id, or a unique prefix of 8+ characters).
+        checkpoint_id: Fork at this checkpoint of the session instead of its latest turn (its
+            id, or a unique prefix of 8+ characters).
+        agent: The agent profile of a new session (with problem).
     """
     if not approaches or any(not a.strip() for a in approaches):
         raise ValueError("approaches must be a non-empty list of non-empty descriptions")
@@ -66,38 +83,55 @@ def explore_approaches(
         raise ValueError(
             "give exactly one of session_id (an existing session) or problem (a new one)"
         )
-    base: SessionTurn | str
-    base = init_session(problem, agent=get_profile(agent)) if session_id is None else session_id
-    at: Checkpoint | None = None
-    if checkpoint_id:
-        at = get_service().get_checkpoint(checkpoint_id)
-    futures = fork_session.map(
-        unmapped(base), [f"Explore this approach: {a}" for a in approaches], at=unmapped(at)
-    )
-    forks: list[SessionTurn] = [f.result() for f in futures]
-    outcomes = [
-        ApproachOutcome(
-            approach=approach,
-            session_id=turn.session_id,
-            result=turn.text,
-            cost_usd=turn.cost_usd,
-            turns=turn.num_turns,
-            duration_ms=turn.duration_ms,
+    with session_report() as notes:
+        base: SessionTurn | str
+        if session_id is None:
+            base = init_session(problem, agent=get_profile(agent), label="the problem")
+        else:
+            base = resolve_session_id(session_id)
+        at: Checkpoint | None = None
+        if checkpoint_id:
+            at = get_service().get_checkpoint(resolve_checkpoint_id(checkpoint_id))
+        futures = fork_session.map(
+            unmapped(base),
+            [f"Explore this approach: {a}" for a in approaches],
+            at=unmapped(at),
+            label=approaches,
         )
-        for approach, turn in zip(approaches, forks, strict=True)
-    ]
-    best = choose(outcomes)
-    base_id = base.session_id if isinstance(base, SessionTurn) else base
-    create_table_artifact(
-        key="explore-approaches",
-        table=[_row(o, best) for o in outcomes],
-        description=f"{len(outcomes)} approaches forked from session {base_id[:8]}",
-    )
-    record_decision(
-        base,
-        "approach-chosen",
-        {"approach": best.approach, "session_id": best.session_id, "cost_usd": best.cost_usd},
-    )
+        forks: list[SessionTurn] = [f.result() for f in futures]
+        outcomes = [
+            ApproachOutcome(
+                approach=approach,
+                session_id=turn.session_id,
+                result=turn.text,
+                cost_usd=turn.cost_usd,
+                turns=turn.num_turns,
+                duration_ms=turn.duration_ms,
+            )
+            for approach, turn in zip(approaches, forks, strict=True)
+        ]
+        best = choose(outcomes)
+        base_id = base.session_id if isinstance(base, SessionTurn) else base
+        create_table_artifact(
+            key="explore-approaches",
+            table=[_row(o, best) for o in outcomes],
+            description=f"{len(outcomes)} approaches forked from session {base_id[:8]}",
+        )
+        record_decision(
+            base,
+            "approach-chosen",
+            {
+                "approach": best.approach,
+                "session_id": best.session_id,
+                "cost_usd": round(best.cost_usd, 6),
+            },
+        )
+        notes.chosen = best.session_id
+        notes.summary.append(
+            f"**Chosen:** {best.approach} (fork `{best.session_id[:8]}`, "
+            f"{money(best.cost_usd)}, {best.duration_ms} ms) of {len(outcomes)} approaches "
+            f"forked from `{base_id[:8]}`: the cheapest that answered."
+        )
     return Exploration(base_session_id=base_id, outcomes=outcomes, chosen=best.approach)
 
 

@@ -20,6 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect_claude_sessions.storage import (
     SessionOrigin,
     SessionStatus,
@@ -31,7 +32,9 @@ from prefect_claude_sessions.tasks import (
     record_decision,
     resume_session,
 )
+from prefect_claude_sessions.tasks.artifacts import ReportNotes
 from prefect_claude_sessions.tasks.idempotency import digest
+from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel, Field
 
@@ -143,7 +146,19 @@ def opening_prompt_digest(session_id: str | None) -> str | None:
     return first.prompt_digest if first is not None and first.operation == "init" else None
 
 
-@flow(name="email-triage", log_prints=True)
+def _run_name() -> str:
+    """``triage support (8 e-mails)``: the team and the inbox size, from the run's parameters."""
+    params = flow_run.parameters
+    team = params.get("team") or "support"
+    try:
+        emails = params.get("emails")
+        count = len(emails) if emails is not None else len(load_inbox(params.get("inbox_path")))
+    except Exception:  # a bad inbox fails the run itself, with the reason
+        return f"triage {team}"
+    return f"triage {team} ({count} e-mail{'' if count == 1 else 's'})"
+
+
+@flow(name="email-triage", flow_run_name=_run_name, log_prints=True)
 def email_triage(
     team: str = "support",
     inbox_path: str | None = None,
@@ -151,7 +166,36 @@ def email_triage(
     hand_off: bool = True,
 ) -> list[TriageResult]:
     """Triage an inbox in the team's long-lived session: categorise, prioritise, draft a reply,
-    record each decision and hand technical or billing cases to a specialist."""
+    record each decision and hand technical or billing cases to a specialist.
+
+    Args:
+        team: The team whose inbox this is (lower-case letters, digits, dashes). Each team keeps
+            one long-lived triage session, resumed run after run.
+        inbox_path: A JSON file with a list of e-mails (id, sender, subject, body). Empty: the
+            bundled sample inbox.
+        emails: The e-mails themselves, instead of a file (takes precedence over inbox_path).
+        hand_off: Hand technical and billing cases to the specialist agent.
+    """
+    with session_report() as notes:
+        results, sent = _triage(team, inbox_path, emails, hand_off, notes)
+        replayed = len(results) - sent
+        line = (
+            f"{replayed} of {len(results)} e-mails already triaged, "
+            f"{sent} prompt{'' if sent == 1 else 's'} sent to the triage agent"
+        )
+        get_run_logger().info(line)
+        notes.summary.append(f"**Team {team}:** {line}.")
+    return results
+
+
+def _triage(
+    team: str,
+    inbox_path: str | None,
+    emails: list[Email] | None,
+    hand_off: bool,
+    notes: ReportNotes,
+) -> tuple[list[TriageResult], int]:
+    """The triage itself: (one result per e-mail, how many e-mails were sent to the model)."""
     logger = get_run_logger()
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", team or ""):
         raise ValueError(f"team must be lower-case letters, digits and dashes, got {team!r}")
@@ -175,15 +219,21 @@ def email_triage(
     opening = opening_prompt_digest(session_id)
     last: SessionTurn | None = None
     results: list[TriageResult] = []
+    sent = 0
     for index, email in enumerate(inbox, start=1):
         key = f"triage:{team}:{email.id}"
         if email.id in done:
+            logger.info("e-mail %s already triaged: reported from its recorded decision", email.id)
             results.append(_from_record(email.id, done[email.id]))
             update_progress_artifact(progress, progress=100.0 * index / len(inbox))
             continue
+        sent += 1
+        # Task names and events carry the e-mail id; the report (a view for operators) the
+        # subject too.
+        label = email.id
         if session_id is None or digest(email.as_prompt()) == opening:
             # Opens the team session, or replays the opening turn of a crashed earlier run.
-            turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key)
+            turn = init_session(email.as_prompt(), agent=profile, idempotency_key=key, label=label)
         else:
             # By id, not by the previous turn: the turn key then depends only on the session
             # and the e-mail, so a re-run in a later flow run finds it (wait_for keeps the edge
@@ -192,9 +242,12 @@ def email_triage(
                 session_id,
                 email.as_prompt(),
                 idempotency_key=key,
+                label=label,
                 wait_for=[last] if last else None,
             )
         last, session_id = turn, turn.session_id
+        if email.subject:
+            notes.labels[turn.turn_key] = f"{email.id}: {email.subject}"
         verdict = parse_triage(turn.text)
         record_decision(turn, "triage", {"email_id": email.id, **verdict}, idempotency_key=key)
         result = TriageResult(email_id=email.id, session_id=turn.session_id, **verdict)
@@ -206,6 +259,7 @@ def email_triage(
                 f"Please take over e-mail {email.id} ({verdict['summary']}) and answer the customer.",
                 to=get_profile(specialist),
                 idempotency_key=key,
+                label=email.id,
             )
             handoff_record = {
                 "email_id": email.id,
@@ -227,7 +281,7 @@ def email_triage(
         table=[_row(r) for r in results],
         description=f"Triage of {len(results)} e-mails for team {team}",
     )
-    return results
+    return results, sent
 
 
 def _from_record(email_id: str, record: dict[str, Any]) -> TriageResult:

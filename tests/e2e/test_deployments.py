@@ -223,15 +223,15 @@ def test_triage_and_exploration_runs(deployed: Deployed, start_worker, tmp_path:
     assert {r["session"] for r in rows} == {team.id[:8]}
     progress = read_artifacts(server, triage_run, key="triage-progress-e2e-one")
     assert progress and float(progress[-1]["data"]) == pytest.approx(100.0)
-    lineage = read_artifacts(server, triage_run, key="claude-sessions-lineage")
-    assert lineage and team.id[:8] in lineage[-1]["data"]
+    lineage = read_artifacts(server, triage_run, key="claude-sessions-email-triage")
+    assert len(lineage) == 1 and team.id[:8] in lineage[0]["data"]
     comparison = table(server, explore_run, "explore-approaches")
     assert [r["approach"] for r in comparison] == ["an index", "a cache"]
     assert sum(r["chosen"] == "yes" for r in comparison) == 1
 
     # Session events reach the server (automations can react to a handoff).
     handed = wait_until(
-        lambda: read_events(server, prefix="claude-sessions.session.handed-off"),
+        lambda: read_events(server, prefix="claude-sessions.handed-off"),
         timeout=30,
         message=lambda: "no handed-off event\n" + server.diagnostics(triage_run),
     )

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from prefect import flow
 from prefect.exceptions import ParameterTypeError
 from prefect_claude_sessions.flows import manual
-from prefect_claude_sessions.flows.profiles import UnknownProfile
+from prefect_claude_sessions.flows.profiles import UnknownProfile, get_profile
 from prefect_claude_sessions.storage import (
     CorruptEntry,
     InvalidSessionId,
@@ -110,11 +110,15 @@ def test_an_unknown_profile_name_lists_the_known_ones(workspace, standin):
     state = manual.handoff(first.session_id, "Take over.", to_agent="astrologer", return_state=True)
 
     assert state.is_failed()
+    # to_agent is a choice of the known profiles: the run form offers them, and a run given
+    # another name fails its parameter validation, naming the parameter and the choices.
+    with pytest.raises(ParameterTypeError, match=r"(?s)to_agent.*'billing-specialist'"):
+        state.result()
     with pytest.raises(
         UnknownProfile,
         match=r"unknown agent profile 'astrologer'; known profiles: .*billing-specialist",
     ):
-        state.result()
+        get_profile("astrologer")
     assert session_count() == before and len(main_requests(standin)) == sent
 
 

@@ -23,7 +23,7 @@ from prefect_claude_sessions.tasks import (
     init_session,
     record_decision,
 )
-from prefect_claude_sessions.tasks.artifacts import REPORT_KEY, report_publisher
+from prefect_claude_sessions.tasks.artifacts import report_key, report_publisher
 
 pytestmark = [pytest.mark.cli]
 
@@ -42,7 +42,7 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
         return flow_run.get_id(), turn, handed
 
     run_id, turn, handed = dashboard_demo()
-    report_publisher.flush()  # the report's trailing version, with the last turns
+    report_publisher.flush()  # a flow without session_report(): its stale report, now
 
     async def read():
         async with get_client() as client:
@@ -58,7 +58,7 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
                     "/events/filter",
                     json={
                         "filter": {
-                            "event": {"prefix": ["claude-sessions.session."]},
+                            "event": {"prefix": ["claude-sessions."]},
                             "any_resource": {
                                 "id": [
                                     f"claude-sessions.session.{turn.session_id}",
@@ -79,30 +79,32 @@ def test_runs_are_named_tagged_reported_and_announced(workspace, standin):
 
     names = sorted(r.name for r in runs)
     short = turn.session_id[:8]
+    handoff_name = f"handoff {short} → {handed.session_id[:8]} [billing]"
     assert names == sorted(
         [
-            "init [triage]",
-            f"checkpoint {short} [triage]",
-            f"decision {short} [triage]",
-            f"handoff {short} [billing]",
+            f"init → {short} [triage]",
+            f"checkpoint {short} [triage] triaged",
+            "decision route",
+            handoff_name,
         ]
     )
     tags = {r.name: set(r.tags) for r in runs}
-    assert "agent:triage" in tags["init [triage]"]
-    assert "agent:billing" in tags[f"handoff {short} [billing]"]
+    assert "agent:triage" in tags[f"init → {short} [triage]"]
+    assert "agent:billing" in tags[handoff_name]
 
-    reports = [a for a in artifacts if a.key == REPORT_KEY]
-    assert reports, "no lineage artifact for the flow run"
-    latest = max(reports, key=lambda a: a.created)
+    reports = [a for a in artifacts if (a.key or "").startswith("claude-sessions-")]
+    assert len(reports) == 1, "one report per flow run, updated in place"
+    latest = reports[0]
+    assert latest.key == report_key("dashboard-demo") == "claude-sessions-dashboard-demo"
     assert short in latest.data and handed.session_id[:8] in latest.data
     assert "billing (handoff)" in latest.data
 
     kinds = {e["event"] for e in events}
     assert {
-        "claude-sessions.session.created",
-        "claude-sessions.session.checkpointed",
-        "claude-sessions.session.decision-recorded",
-        "claude-sessions.session.handed-off",
+        "claude-sessions.created",
+        "claude-sessions.checkpointed",
+        "claude-sessions.decision-recorded",
+        "claude-sessions.handed-off",
     } <= kinds
     handed_off = next(e for e in events if e["event"].endswith("handed-off"))
     assert handed_off["resource"]["claude-sessions.agent"] == "billing"
