@@ -48,13 +48,23 @@ def config_dir() -> Path:
 
 
 def forget_local_copies(session_id: str, config: Path | None = None) -> int:
-    """Delete the CLI's local transcript files of ``session_id`` (main file and its subagent
-    folder) under every project folder of ``config`` (default `config_dir`); returns how many
-    were removed."""
-    projects = (config or config_dir()) / "projects"
-    if not projects.is_dir():
-        return 0
+    """Delete the CLI's local files of ``session_id``: its transcript (main file and subagent
+    folder) under every project folder of ``config`` (default `config_dir`), its file-history
+    backups (file checkpointing) and its to-do lists; returns how many were removed."""
+    base = config or config_dir()
     removed = 0
+    history = base / "file-history" / session_id
+    if history.is_dir():
+        shutil.rmtree(history, ignore_errors=True)
+        removed += 1
+    todos = base / "todos"
+    if todos.is_dir():
+        for todo in todos.glob(f"{session_id}*.json"):
+            todo.unlink(missing_ok=True)
+            removed += 1
+    projects = base / "projects"
+    if not projects.is_dir():
+        return removed
     for project in projects.iterdir():
         transcript = project / f"{session_id}.jsonl"
         if transcript.is_file():
@@ -120,6 +130,18 @@ def client_closed(session_id: str | None) -> None:
         _forget(session_id, config, "its CLI closed")
     else:
         _scrub(session_id, config_dir())  # e.g. a failed turn wrote an echoed key there
+
+
+def close_warm_client(session_id: str) -> bool:
+    """Close the CLI holding ``session_id`` in this process's default pool, if one is warm (a
+    purged session: its memory holds the conversation). True if one was closed."""
+    from .client_pool import default_pool
+
+    pool = default_pool()
+    if session_id not in pool:
+        return False
+    _discard(pool, session_id)
+    return True
 
 
 def _discard(pool: Any, session_id: str) -> None:

@@ -26,7 +26,7 @@ from prefect_claude_sessions.storage import (
 )
 from sqlmodel import Session
 
-from .local_copies import forget_local_copies
+from .local_copies import close_warm_client, forget_local_copies
 from .validation import normalize_session_id
 
 logger = logging.getLogger("claude_sessions")
@@ -79,7 +79,7 @@ def _purge_one(store: SQLModelSessionStore, sid: str) -> None:
     # on another worker cannot write it back between the deletion and the status change.
     with open_db(store.engine) as db:
         sessions.set_status(db, sid, SessionStatus.purged)
-    _close_warm_client(sid)
+    close_warm_client(sid)
     store.delete_sync(sid)
     removed = forget_local_copies(sid)
     with open_db(store.engine) as db:
