@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint typecheck install clean
 
 $(BIN)/claude-sessions: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,5 +23,12 @@ test: install
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# mypy cannot follow the editable install's package-dir mapping, so it reads the namespace through
+# a tree of symlinks (.typecheck/prefect_claude_sessions/{tasks,flows,storage} -> the folders).
+typecheck: install
+	mkdir -p .typecheck/prefect_claude_sessions
+	for p in tasks flows storage; do ln -sfn ../../$$p .typecheck/prefect_claude_sessions/$$p; done
+	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .typecheck

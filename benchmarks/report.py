@@ -20,6 +20,7 @@ from benchmarks.common import RESULTS_DIR
 ORDER = [
     "turn_overhead",
     "warm_sessions",
+    "warm_service",
     "store_throughput",
     "fork_fanout",
     "fork_fanout_quick_unpatched",

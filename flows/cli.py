@@ -38,6 +38,7 @@ from prefect_claude_sessions.storage.config import masked_url
 from prefect_claude_sessions.storage.ids import validate_session_id
 from prefect_claude_sessions.tasks import retention
 from prefect_claude_sessions.tasks.artifacts import render_lineage
+from prefect_claude_sessions.tasks.budget import budget_statuses
 from rich import box
 from rich.console import Console
 from rich.markdown import Markdown
@@ -220,6 +221,8 @@ def session_details(db: Session, sid: str) -> dict[str, Any]:
                 "num_turns": t.num_turns,
                 "answer": t.result_text,
                 "error": t.error,
+                "error_kind": t.error_kind,
+                "attempts": t.attempts,
                 "flow_run_id": t.flow_run_id,
                 "started_at": iso(t.started_at),
             }
@@ -227,7 +230,21 @@ def session_details(db: Session, sid: str) -> dict[str, Any]:
         ],
         "checkpoints": checkpoint_rows(db, sid),
         "decisions": decision_rows(db, session=sid),
+        "budgets": budget_rows(db, sid),
     }
+
+
+def budget_rows(db: Session, sid: str) -> list[dict[str, Any]]:
+    """The budgets governing a session (its own and its ancestors'), nearest first."""
+    return [
+        {
+            "owner_id": b.owner_id,
+            "budget_usd": b.budget_usd,
+            "spent_usd": b.spent_usd,
+            "remaining_usd": b.remaining_usd,
+        }
+        for b in budget_statuses(db, sid)
+    ]
 
 
 def checkpoint_rows(db: Session, sid: str) -> list[dict[str, Any]]:
@@ -433,10 +450,27 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
             title_align="left",
         )
     )
+    for b in info["budgets"]:
+        owner = "this session" if b["owner_id"] == head["id"] else f"session {b['owner_id']}"
+        _consoles.out.print(
+            f"Budget ${b['budget_usd']:.4f} (set on {owner}, with its descendants): "
+            f"spent ${b['spent_usd']:.4f}, left ${b['remaining_usd']:.4f}"
+        )
     _consoles.out.print(Markdown("**Lineage**\n\n" + info["lineage"]["markdown"]))
     table = Table(title=f"Turns ({len(info['turns'])})", title_justify="left")
-    for name in ("#", "operation", "status", "cost", "duration", "answer"):
-        table.add_column(name, justify="right" if name in ("#", "cost", "duration") else "left")
+    for name in (
+        "#",
+        "operation",
+        "status",
+        "attempts",
+        "error kind",
+        "cost",
+        "duration",
+        "answer",
+    ):
+        table.add_column(
+            name, justify="right" if name in ("#", "attempts", "cost", "duration") else "left"
+        )
     for i, t in enumerate(info["turns"], start=1):
         failed = t["status"] == "failed"
         answer = ((t["error"] if failed else t["answer"]) or "").replace("\n", " ")
@@ -445,6 +479,8 @@ def show_command(sid: SessionIdArg, database: DatabaseOpt = None, as_json: JsonO
             str(i),
             t["operation"],
             t["status"],
+            str(t["attempts"]) if failed else "",  # the audit of failed turns
+            (t["error_kind"] or "-") if failed else "",
             f"${(t['cost_usd'] or 0):.4f}",
             f"{t['duration_ms'] or 0} ms",
             Text(answer, style="red" if failed else ""),

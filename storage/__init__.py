@@ -7,6 +7,7 @@ from .encryption import EncryptionError, generate_key
 from .engine import dispose_engines, get_engine, open_db
 from .errors import (
     CheckpointNotFound,
+    ClaimLost,
     CorruptEntry,
     DatabaseReadOnly,
     DatabaseUnavailable,
@@ -35,6 +36,7 @@ from .settings import ClaudeSessionsSettings, get_settings, reload_settings
 __all__ = [
     "CheckpointNotFound",
     "CheckpointRecord",
+    "ClaimLost",
     "ClaudeSessionsSettings",
     "CorruptEntry",
     "DatabaseReadOnly",

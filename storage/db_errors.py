@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import exc as sa_exc
 
-from .config import masked_url
+from .config import masked_url, scrub_url_secrets
 from .errors import DatabaseReadOnly, DatabaseUnavailable, StorageError
 
 # SQLSTATEs meaning "cannot reach / open / log in to the database" (PostgreSQL).
@@ -21,11 +21,14 @@ def storage_error_for(error: BaseException, url: str) -> StorageError | None:
     if isinstance(error, StorageError):
         return None
     if isinstance(error, sa_exc.TimeoutError):
-        return DatabaseUnavailable(shown, f"no connection free in the pool ({error})")
+        return DatabaseUnavailable(
+            shown, scrub_url_secrets(f"no connection free in the pool ({error})", url)
+        )
     if not isinstance(error, sa_exc.DBAPIError):
         return None
     orig = error.orig
     detail = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    detail = scrub_url_secrets(detail, url)
     lowered = str(orig).lower()
     sqlstate = getattr(orig, "sqlstate", None) or ""
     if sqlstate == "25006" or "readonly database" in lowered or "read-only" in lowered:

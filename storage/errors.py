@@ -6,6 +6,9 @@ family; the subclasses say which input or which condition was at fault.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 
 class StorageError(Exception):
     """Base class of every error raised by ``storage``."""
@@ -92,11 +95,70 @@ class SessionPurged(StorageError):
 class SessionBusy(StorageError):
     """Another worker holds the session's claim; try again after it is released or expires."""
 
-    def __init__(self, session_id: str, holder: str | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        holder: str | None = None,
+        expires_at: datetime | None = None,
+        waited_s: float | None = None,
+    ) -> None:
         self.session_id = session_id
         self.holder = holder
-        by = f" by {holder!r}" if holder else ""
-        super().__init__(f"session {session_id!r} is busy: claimed{by}")
+        self.expires_at = expires_at
+        self.waited_s = waited_s
+        by = f"{holder!r}" if holder else "another run"
+        until = f" until {expires_at.isoformat(timespec='seconds')}" if expires_at else ""
+        waited = f" (waited {waited_s:.0f} s for it)" if waited_s is not None else ""
+        super().__init__(f"session {session_id!r} is busy: {by} holds its claim{until}{waited}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect pickles task exceptions; rebuild from the fields, not from the message.
+        return (type(self), (self.session_id, self.holder, self.expires_at, self.waited_s))
+
+
+class ClaimLost(StorageError):
+    """A write came from a worker whose claim on the session expired and was taken over.
+
+    Fencing: every claim of a session gets a larger token than the one before. A holder that
+    stalled (paused, swapped out, cut off) past its claim's time to live may wake up after
+    another worker took the session over; the store then refuses its transcript appends and
+    turn records, so the conversation never interleaves two writers.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        held_token: int,
+        current_token: int | None,
+        current_holder: str | None = None,
+        action: str = "write",
+    ) -> None:
+        self.session_id = session_id
+        self.held_token = held_token
+        self.current_token = current_token
+        self.current_holder = current_holder
+        self.action = action
+        if current_token is None:
+            now = "its claim record is gone (purged)"
+        else:
+            who = f" by {current_holder!r}" if current_holder else ""
+            now = f"it was taken over{who} with token {current_token}"
+        super().__init__(
+            f"session {session_id!r}: refused the {action} of a worker whose claim (fencing "
+            f"token {held_token}) expired; {now}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (
+                self.session_id,
+                self.held_token,
+                self.current_token,
+                self.current_holder,
+                self.action,
+            ),
+        )
 
 
 class InvalidSetting(StorageError, ValueError):

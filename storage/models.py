@@ -128,6 +128,14 @@ class TurnRecord(PluginModel, table=True):
     user_message_uuid: str | None = Field(default=None, sa_type=sa.String(64))
     started_at: datetime = _time()
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Audit: how many times the turn was begun (first try and retries), the classified kind of
+    # its last failure (kept after a later success), and the fencing token of the claim its
+    # latest attempt ran under (so a stale holder may still mark its own attempt failed).
+    attempts: int = Field(
+        default=1, nullable=False, sa_column_kwargs={"server_default": sa.text("1")}
+    )
+    error_kind: str | None = Field(default=None, sa_type=sa.String(64))
+    claim_token: int | None = Field(default=None, sa_type=sa.BigInteger)
 
 
 class CheckpointRecord(PluginModel, table=True):
@@ -175,7 +183,11 @@ class DecisionRecord(PluginModel, table=True):
 
 
 class SessionClaim(PluginModel, table=True):
-    """A lease on a session: one worker at a time drives it, until release or expiry."""
+    """A lease on a session: one worker at a time drives it, until release or expiry.
+
+    The row outlives a release (its ``expires_at`` is set back to ``claimed_at``), so
+    ``fence_token`` only grows: each new claim gets the previous token plus one.
+    """
 
     __tablename__ = "claude_sessions_session_claims"
 
@@ -183,6 +195,12 @@ class SessionClaim(PluginModel, table=True):
     holder: str = Field(sa_type=sa.String(255), nullable=False)
     claimed_at: datetime = _time()
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    fence_token: int = Field(
+        default=1,
+        sa_type=sa.BigInteger,
+        nullable=False,
+        sa_column_kwargs={"server_default": sa.text("1")},
+    )
 
 
 class TranscriptKey(PluginModel, table=True):

@@ -27,12 +27,19 @@ from claude_agent_sdk.types import (
     SessionSummaryEntry,
 )
 
-from . import secrets, transcripts
+from . import secrets, spool, transcripts
+from .claims import Fence
 from .codec import EntryCodec, codec_from_environment
 from .config import database_url, masked_url, max_entry_bytes
 from .db_errors import translated_errors
 from .engine import engine_url, get_engine
-from .errors import InvalidSessionId, SessionNotFound, SessionPurged
+from .errors import (
+    ClaimLost,
+    DatabaseUnavailable,
+    InvalidSessionId,
+    SessionNotFound,
+    SessionPurged,
+)
 from .ids import validate_key_part, validate_session_id, validate_subpath
 from .models import SessionRecord, SessionStatus, table_of
 from .transcripts import StoreKey
@@ -67,6 +74,14 @@ class SQLModelSessionStore(SessionStore):
       sync helpers raise `SessionPurged`;
     - known secret values (`storage.secrets`: the API key, auth tokens, database passwords,
       encryption keys) are replaced by ``***`` in every entry before it is stored.
+
+    Fencing: while a worker holds a session's claim it registers the claim's `Fence` here
+    (`hold_fence`, done by ``tasks.lease.hold_session``). Every write of that session's
+    transcript through this store (the SDK's mirror appends, cuts, moves, deletes) then checks
+    the fence in its own transaction and is refused with `ClaimLost` once another worker has
+    claimed the session; `lost_claim` tells the holder afterwards, because the SDK's mirror
+    swallows append errors. The fences are per store object, keyed by session id: in one process
+    one holder at a time drives a session.
     """
 
     def __init__(
@@ -81,6 +96,8 @@ class SQLModelSessionStore(SessionStore):
         self.url: str = engine_url(engine) if engine is not None else (url or database_url())
         self.max_entry_bytes = max_entry_bytes or _default_max_entry_bytes()
         self._codec = codec
+        self._fences: dict[str, Fence] = {}
+        self._lost: dict[str, ClaimLost] = {}
         self._purged: set[str] = set()  # purged is final: no need to ask the database again
         self._scrubbed: set[str] = set()  # sessions whose appends had a secret replaced
         self._guard = threading.Lock()
@@ -101,6 +118,40 @@ class SQLModelSessionStore(SessionStore):
         if self._engine is None:
             self._engine = get_engine(self.url)
         return self._engine
+
+    # -- fencing ---------------------------------------------------------------------------
+
+    def hold_fence(self, fence: Fence) -> None:
+        """Guard every write to ``fence.session_id``'s transcript with this claim (see class doc)."""
+        self._lost.pop(fence.session_id, None)
+        self._fences[fence.session_id] = fence
+
+    def drop_fence(self, fence: Fence) -> None:
+        """Stop guarding with ``fence`` (a newer fence of the same session is left in place)."""
+        if self._fences.get(fence.session_id) == fence:
+            del self._fences[fence.session_id]
+
+    def fence_of(self, session_id: str) -> Fence | None:
+        """The claim this store guards the session's writes with, if any."""
+        return self._fences.get(session_id)
+
+    def lost_claim(self, session_id: str) -> ClaimLost | None:
+        """The refusal of a write to the session under its current fence, if one happened."""
+        fence = self._fences.get(session_id)
+        lost = self._lost.get(session_id)
+        return (
+            lost
+            if lost is not None and fence is not None and lost.held_token == fence.token
+            else None
+        )
+
+    def _fenced(self, session_id: str, fn: Callable[..., T], *args: Any) -> T:
+        fence = self._fences.get(session_id)
+        try:
+            return self._db(fn, *args, fence)
+        except ClaimLost as lost:
+            self._lost[session_id] = lost
+            raise
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -153,13 +204,42 @@ class SQLModelSessionStore(SessionStore):
             return
         batch: list[Any] = list(entries)
         await anyio.to_thread.run_sync(
-            functools.partial(self._append_sync, skey, batch), abandon_on_cancel=True
+            functools.partial(self._append_mirrored, skey, batch), abandon_on_cancel=True
         )
+
+    def _append_mirrored(self, key: StoreKey, batch: list[Any]) -> int:
+        """An append from the CLI's mirror: a batch the database refuses because it is down goes
+        to this machine's spool (see `storage.spool`), and so does every later batch of the
+        session until the spool is replayed, so the stored order stays the CLI's order."""
+        encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
+        self.refuse_purged(key.session_id)
+        try:
+            if spool.has_pending(key.session_id):
+                self.flush_spool(key.session_id)
+            return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
+        except DatabaseUnavailable:
+            spooled = spool.add(
+                spool.SpooledBatch(
+                    project_key=key.project_key,
+                    session_id=key.session_id,
+                    subpath=key.subpath,
+                    bodies=[e.text for e in encoded],
+                    digest=spool.batch_digest(batch),
+                )
+            )
+            if spooled:
+                logger.warning(
+                    "the database is down: kept %d transcript entries of session %s in the "
+                    "local spool until it is back",
+                    len(batch),
+                    key.session_id,
+                )
+            raise  # the turn is not complete until the store holds it
 
     def _append_sync(self, key: StoreKey, batch: list[Any]) -> int:
         encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
         self.refuse_purged(key.session_id)
-        return self._db(transcripts.append_entries, key, encoded, batch)
+        return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
 
     def _load_sync(self, key: StoreKey) -> list[dict[str, Any]] | None:
         self.refuse_purged(key.session_id)
@@ -186,7 +266,10 @@ class SQLModelSessionStore(SessionStore):
     async def delete(self, key: SessionKey) -> None:
         """Delete a transcript; a main key cascades to its subagent subkeys."""
         skey = _store_key(key)
-        await self._in_thread(transcripts.delete_key, skey)
+        await anyio.to_thread.run_sync(
+            functools.partial(self._fenced, skey.session_id, transcripts.delete_key, skey),
+            abandon_on_cancel=True,
+        )
 
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
         """Subpaths (e.g. ``subagents/agent-1``) stored under a session.
@@ -234,11 +317,55 @@ class SQLModelSessionStore(SessionStore):
             return 0
         return self._append_sync(key, list(entries))
 
+    def flush_spool(self, session_id: str) -> int:
+        """Replay this machine's spooled batches of a session into the store, oldest first, and
+        forget them; returns how many entries were new. Raises DatabaseUnavailable (and keeps
+        the spool) while the database is still down.
+
+        The spool is dropped unread when it no longer continues the stored conversation (another
+        worker moved the session on): replaying it would interleave two histories.
+        """
+        sid = validate_session_id(session_id)
+        batches = spool.pending(sid)
+        if not batches:
+            return 0
+        try:
+            self.refuse_purged(sid)
+        except SessionPurged:
+            spool.discard(sid)  # purged is final, for what waited on this machine too
+            raise
+        decoded = [(b, self.codec.decode_many(b.bodies)) for b in batches]
+        main = batches[0].project_key
+        stored = self._db(transcripts.load_entries, StoreKey(main, sid), self.codec) or []
+        main_spooled = [e for b, entries in decoded if not b.subpath for e in entries]
+        if not _continues(stored, main_spooled):
+            logger.warning(
+                "dropping the local spool of session %s: the stored conversation moved on "
+                "without it (another worker continued the session)",
+                sid,
+            )
+            spool.discard(sid)
+            return 0
+        added = 0
+        for batch, entries in decoded:
+            key = StoreKey(batch.project_key, sid, batch.subpath)
+            added += self._fenced(
+                sid, transcripts.append_entries, key, self._encode(entries, sid), entries
+            )
+        spool.discard(sid)
+        logger.info("replayed %d spooled transcript entries of session %s", added, sid)
+        return added
+
+    def discard_spool(self, session_id: str) -> None:
+        """Forget this machine's spooled batches of a session (its uncompleted turn is being
+        rolled back, or the session is purged)."""
+        spool.discard(validate_session_id(session_id))
+
     def truncate(self, session_id: str, *, keep: int) -> int:
         """Keep the first ``keep`` entries of a session's main transcript, delete the rest (one
         transaction); returns how many were deleted. Rolls back an uncompleted turn."""
         key = self._main_key(session_id, None)
-        return self._db(transcripts.truncate_key, key, keep)
+        return self._fenced(key.session_id, transcripts.truncate_key, key, keep)
 
     def delete_sync(self, session_id: str) -> None:
         """Delete a session's stored transcripts (main and subagents), from synchronous code."""
@@ -246,7 +373,7 @@ class SQLModelSessionStore(SessionStore):
             key = self._main_key(session_id, None)
         except SessionNotFound:
             return
-        self._db(transcripts.delete_key, key)
+        self._fenced(key.session_id, transcripts.delete_key, key)
 
     def relocate(self, session_id: str, *, to_project_key: str) -> bool:
         """Move a session's transcripts under another project key (a worker with another cwd).
@@ -257,7 +384,7 @@ class SQLModelSessionStore(SessionStore):
         sid = validate_session_id(session_id)
         pk = validate_key_part(to_project_key, "project_key")
         self.refuse_purged(sid)
-        return self._db(transcripts.relocate_session, sid, pk)
+        return self._fenced(sid, transcripts.relocate_session, sid, pk)
 
     def import_local_session(self, session_id: str, *, directory: str | None = None) -> None:
         """Copy a session's local transcript (``CLAUDE_CONFIG_DIR``) into the store, idempotently.
@@ -283,6 +410,22 @@ class SQLModelSessionStore(SessionStore):
         if stats is None:
             raise SessionNotFound(key.session_id)
         return stats
+
+
+def _continues(stored: list[dict[str, Any]], spooled: list[dict[str, Any]]) -> bool:
+    """True if the spooled main-transcript entries still follow the stored ones: the first new
+    entry's parent is stored, and nothing stored after that parent branches from it."""
+    known = {e.get("uuid") for e in stored if e.get("uuid")}
+    own = {e.get("uuid") for e in spooled if e.get("uuid")}
+    fresh = [e for e in spooled if e.get("uuid") and e.get("uuid") not in known]
+    first = next((e for e in fresh if e.get("parentUuid") and e["parentUuid"] not in own), None)
+    if first is None:
+        return True  # nothing new, or a chain that starts in the spool itself
+    parent = first["parentUuid"]
+    if parent not in known:
+        return False  # it hangs from an entry this store never held
+    at = next(i for i, e in enumerate(stored) if e.get("uuid") == parent)
+    return not any(e.get("parentUuid") == parent for e in stored[at + 1 :])
 
 
 def _is_purged(engine: sa.Engine, session_id: str) -> bool:

@@ -225,7 +225,8 @@ class ClaudeSessionsSettings(BaseSettings):
         Raises `InvalidSetting` like `get_settings`.
         """
         names = set(_watched())
-        parsed = _FromMapping(**{k: v for k, v in environ.items() if k in names})
+        given: dict[str, Any] = {k: v for k, v in environ.items() if k in names}
+        parsed = _FromMapping(**given)
         return ClaudeSessionsSettings.model_construct(**dict(parsed))  # validated just above
 
     def sqlite_url(self) -> str:

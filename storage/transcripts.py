@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from claude_agent_sdk import fold_session_summary
 from claude_agent_sdk.types import SessionStoreListEntry, SessionSummaryEntry
 
+from .claims import Fence, check_fence
 from .codec import EncodedEntry, EntryCodec, UndecodableEntry
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
@@ -102,10 +103,20 @@ def _stored_uuids(conn: sa.Connection, key_id: int, uuids: list[str]) -> set[str
 
 
 def append_entries(
-    engine: sa.Engine, key: StoreKey, encoded: list[EncodedEntry], raw: list[dict[str, Any]]
+    engine: sa.Engine,
+    key: StoreKey,
+    encoded: list[EncodedEntry],
+    raw: list[dict[str, Any]],
+    fence: Fence | None = None,
 ) -> int:
-    """Store a batch (all or nothing); returns how many entries were new (not seen uuids)."""
+    """Store a batch (all or nothing); returns how many entries were new (not seen uuids).
+
+    With ``fence``, the batch is refused (`ClaimLost`) if the session was claimed by another
+    worker since the fence's claim was taken.
+    """
     with engine.begin() as conn:
+        if fence is not None:
+            check_fence(conn, fence, action="transcript append")
         now = utcnow()
         conn.execute(
             insert_ignoring_conflicts(keys_t, conn.dialect.name).values(
@@ -215,9 +226,12 @@ def list_summaries(engine: sa.Engine, project_key: str) -> list[SessionSummaryEn
     return [{"session_id": r.session_id, "mtime": r.mtime_ms, "data": r.summary} for r in rows]
 
 
-def delete_key(engine: sa.Engine, key: StoreKey) -> None:
-    """Delete one transcript; deleting a main transcript also deletes its subkeys."""
+def delete_key(engine: sa.Engine, key: StoreKey, fence: Fence | None = None) -> None:
+    """Delete one transcript; deleting a main transcript also deletes its subkeys (refused with
+    `ClaimLost` when ``fence`` is stale)."""
     with engine.begin() as conn:
+        if fence is not None:
+            check_fence(conn, fence, action="transcript delete")
         where = (
             sa.and_(keys_t.c.project_key == key.project_key, keys_t.c.session_id == key.session_id)
             if key.is_main
@@ -277,14 +291,19 @@ def key_stats(engine: sa.Engine, key: StoreKey) -> tuple[int, int] | None:
     return None if row is None else (int(row.entry_count), int(row.total_bytes))
 
 
-def relocate_session(engine: sa.Engine, session_id: str, to_project_key: str) -> bool:
+def relocate_session(
+    engine: sa.Engine, session_id: str, to_project_key: str, fence: Fence | None = None
+) -> bool:
     """Move a session's transcripts (main and subkeys) under ``to_project_key``, in one transaction.
 
     Returns False when there is nothing to move (no transcript, or already there). Refuses (and
     changes nothing) when the target already holds a transcript of this session, or when copies
-    live under several other project keys: merging two histories has no right answer.
+    live under several other project keys: merging two histories has no right answer. A stale
+    ``fence`` is refused (`ClaimLost`).
     """
     with engine.begin() as conn:
+        if fence is not None:
+            check_fence(conn, fence, action="transcript move")
         rows = conn.execute(
             sa.select(keys_t.c.id, keys_t.c.project_key, keys_t.c.subpath)
             .where(keys_t.c.session_id == session_id)
@@ -312,16 +331,19 @@ def relocate_session(engine: sa.Engine, session_id: str, to_project_key: str) ->
         return True
 
 
-def truncate_key(engine: sa.Engine, key: StoreKey, keep: int) -> int:
+def truncate_key(engine: sa.Engine, key: StoreKey, keep: int, fence: Fence | None = None) -> int:
     """Keep the first ``keep`` entries of one transcript and delete the rest, in one transaction
     (under the key's write lock, like appends). Returns how many entries were deleted.
 
     Used to roll a session back to its last completed turn; the sizes are recounted from what
-    is left (as stored, so an encrypted transcript counts its sealed size).
+    is left (as stored, so an encrypted transcript counts its sealed size). A stale ``fence``
+    is refused (`ClaimLost`): a woken stale holder must not cut the new holder's turns.
     """
     if keep < 0:
         raise ValueError(f"keep must be >= 0, got {keep}")
     with engine.begin() as conn:
+        if fence is not None:
+            check_fence(conn, fence, action="transcript cut")
         row = conn.execute(sa.select(keys_t.c.id).where(_key_filter(key)).with_for_update()).first()
         if row is None:
             return 0

@@ -6,9 +6,10 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from .claims import Fence, check_fence
 from .column_types import utcnow
 from .dialect import insert_ignoring_conflicts
-from .errors import SessionNotFound, StorageError
+from .errors import ClaimLost, SessionNotFound, StorageError
 from .ids import validate_session_id
 from .models import SessionRecord, TurnRecord, TurnStatus, table_of
 from .secrets import scrub_text
@@ -23,15 +24,23 @@ def begin_turn(
     prompt_digest: str,
     flow_run_id: str | None = None,
     task_run_id: str | None = None,
+    fence: Fence | None = None,
 ) -> TurnRecord:
     """Record that a turn is starting; if the key exists, return that turn instead.
 
-    A completed turn comes back as it is (the caller reuses its result, sending nothing). A failed
-    turn is reset to pending with a fresh ``started_at`` and the new run ids: it is being retried.
+    A completed turn comes back as it is (the caller reuses its result, sending nothing). An
+    uncompleted one (failed, or left pending by a crashed worker) is being retried: its
+    ``attempts`` grows by one, and a failed one is reset to pending with a fresh ``started_at``
+    and the new run ids. ``fence`` (the caller's claim on the session) is checked and recorded
+    as the attempt's ``claim_token``.
     """
     sid = validate_session_id(session_id)
-    db.execute(
-        insert_ignoring_conflicts(table_of(TurnRecord), db.get_bind().dialect.name).values(
+    if fence is not None:
+        check_fence(db, fence, action="start of a turn")
+    token = fence.token if fence is not None else None
+    inserted = db.execute(
+        insert_ignoring_conflicts(table_of(TurnRecord), db.get_bind().dialect.name)
+        .values(
             idempotency_key=idempotency_key,
             session_id=sid,
             flow_run_id=flow_run_id,
@@ -40,9 +49,16 @@ def begin_turn(
             prompt_digest=prompt_digest,
             status=TurnStatus.pending.value,
             started_at=utcnow(),
+            attempts=1,
+            claim_token=token,
         )
-    )
+        .returning(table_of(TurnRecord).c.id)
+    ).first()
     turn = _locked_turn(db, idempotency_key)
+    if turn.status == TurnStatus.completed or inserted is not None:
+        return turn
+    turn.attempts = (turn.attempts or 0) + 1
+    turn.claim_token = token
     if turn.status == TurnStatus.failed:
         turn.status = TurnStatus.pending
         turn.error = None
@@ -50,8 +66,8 @@ def begin_turn(
         turn.finished_at = None
         turn.flow_run_id = flow_run_id or turn.flow_run_id
         turn.task_run_id = task_run_id or turn.task_run_id
-        db.add(turn)
-        db.flush()
+    db.add(turn)
+    db.flush()
     return turn
 
 
@@ -88,16 +104,21 @@ def complete_turn(
     num_turns: int | None,
     assistant_uuid: str | None = None,
     user_message_uuid: str | None = None,
+    fence: Fence | None = None,
 ) -> TurnRecord:
     """Mark a turn completed and add its cost, tokens and one turn to the session's totals.
 
     Both happen in the caller's transaction. ``session_id`` is the session the turn ended in (for a
     fork, the new one); it must be recorded (SessionNotFound). Completing an already completed turn
-    changes nothing, so totals are never counted twice.
+    changes nothing, so totals are never counted twice. With ``fence`` (the caller's claim), a
+    holder whose claim was taken over is refused with `ClaimLost`: its answer never becomes the
+    session's head.
     """
     turn = _locked_turn(db, idempotency_key)
     if turn.status == TurnStatus.completed:
         return turn
+    if fence is not None:
+        check_fence(db, fence, action="completion of turn " + repr(idempotency_key))
     sid = validate_session_id(session_id)
     session = db.exec(
         select(SessionRecord).where(SessionRecord.id == sid).with_for_update()
@@ -127,13 +148,34 @@ def complete_turn(
     return turn
 
 
-def fail_turn(db: Session, idempotency_key: str, *, error: str) -> TurnRecord:
-    """Mark a turn failed with its error text; a completed turn stays completed."""
+def fail_turn(
+    db: Session,
+    idempotency_key: str,
+    *,
+    error: str,
+    error_kind: str | None = None,
+    fence: Fence | None = None,
+) -> TurnRecord:
+    """Mark a turn failed with its error text and classified kind; a completed turn stays
+    completed.
+
+    With ``fence``, a holder whose claim was taken over may still mark *its own* attempt failed
+    (the turn is pending under the token it holds: nobody began it since), which touches neither
+    the transcript nor the session's head; a turn begun again by the new holder is left to it
+    (`ClaimLost`).
+    """
     turn = _locked_turn(db, idempotency_key)
     if turn.status == TurnStatus.completed:
         return turn
+    if fence is not None:
+        try:
+            check_fence(db, fence, action="failure record of turn " + repr(idempotency_key))
+        except ClaimLost:
+            if not (turn.status == TurnStatus.pending and turn.claim_token == fence.token):
+                raise
     turn.status = TurnStatus.failed
     turn.error = scrub_text(error)  # a gateway may echo the key in an error body
+    turn.error_kind = error_kind[:64] if error_kind else None
     turn.finished_at = utcnow()
     db.add(turn)
     db.flush()

@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "AgentProfile": ".profile",
+    "BudgetExceeded": ".budget",
+    "ApprovalForm": ".guardrails",
+    "HumanAnswer": ".guardrails",
+    "HumanTimeout": ".guardrails",
+    "ask_human": ".guardrails",
     "ClaudeSessionsSettings": "prefect_claude_sessions.storage.settings",
     "InvalidSetting": "prefect_claude_sessions.storage.errors",
     "Checkpoint": ".results",
@@ -35,12 +40,17 @@ _EXPORTS = {
 
 __all__ = [
     "AgentProfile",
+    "ApprovalForm",
+    "BudgetExceeded",
     "Checkpoint",
     "ClaudeSessionsSettings",
     "Decision",
+    "HumanAnswer",
+    "HumanTimeout",
     "InvalidSetting",
     "SessionPurged",
     "SessionTurn",
+    "ask_human",
     "checkpoint_session",
     "fork_session",
     "get_service",
@@ -56,6 +66,8 @@ if TYPE_CHECKING:
     from prefect_claude_sessions.storage.errors import InvalidSetting, SessionPurged
     from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 
+    from .budget import BudgetExceeded
+    from .guardrails import ApprovalForm, HumanAnswer, HumanTimeout, ask_human
     from .profile import AgentProfile
     from .results import Checkpoint, Decision, SessionTurn
     from .session_tasks import (

@@ -51,6 +51,7 @@ def flow_run_report(engine: Any, flow_run_id: str) -> str | None:
             for t in run_turns
         ]
         total = sum(t.cost_usd or 0 for t in run_turns)
+        budgets = budget_lines(db, sorted(touched))
     return "\n".join(
         [
             "# Claude sessions in this flow run",
@@ -63,8 +64,24 @@ def flow_run_report(engine: Any, flow_run_id: str) -> str | None:
             "| session | operation | status | duration | cost |",
             "|---|---|---|---|---|",
             *rows,
+            *(["", "## Budgets", "", *budgets] if budgets else []),
         ]
     )
+
+
+def budget_lines(db: Any, session_ids: list[str]) -> list[str]:
+    """One line per budget governing any of ``session_ids`` (each budget once)."""
+    from .budget import budget_statuses
+
+    seen: dict[str, Any] = {}
+    for session_id in session_ids:
+        for status in budget_statuses(db, session_id):
+            seen.setdefault(status.owner_id, status)
+    return [
+        f"- `{s.owner_id[:8]}` and its descendants: ${s.spent_usd:.4f} of ${s.budget_usd:.4f} "
+        f"spent ({s.share:.0%}), ${s.remaining_usd:.4f} left"
+        for s in seen.values()
+    ]
 
 
 def current_api_url() -> str | None:

@@ -15,14 +15,23 @@ Design:
   ``resume_session_at`` replaces the session's client.
 - **Never shared by two concurrent turns.** A per-session lock serialises turns on a session
   (the second waits); different sessions run in parallel.
-- **Bounded.** At most ``max_size`` clients (``CLAUDE_SESSIONS_POOL_SIZE``, default 4): the
-  least recently used idle client is closed to make room. Clients idle longer than
-  ``idle_timeout_s`` (``CLAUDE_SESSIONS_POOL_IDLE_S``, default 300) are closed by a reaper.
-  Unless given to the constructor, both are read from the settings when used, so a changed
-  variable applies to the long-lived default pool from its next turn on.
-- **Failures drop the client.** A turn that raises, times out, is cancelled or ends in an error
-  result closes its client; a CLI that died mid-turn raises `TransientAgentError`. A CLI found
-  dead between turns is replaced silently (the transcript is on disk or in the store).
+- **Bounded.** At most ``max_size`` CLI processes (``CLAUDE_SESSIONS_POOL_SIZE``, default 4)
+  belong to the pool: a slot is reserved *before* a CLI starts and freed only after its process
+  has exited. A full pool closes its least recently used idle client to make room; when every
+  slot holds a busy client, the turn runs on a one-off client that is closed when its turn ends
+  (or kept, if a slot has come free by then). A burst of 8 forks at size 4 thus runs 8 CLIs
+  at once but leaves at most 4 behind. Clients idle longer than ``idle_timeout_s``
+  (``CLAUDE_SESSIONS_POOL_IDLE_S``, default 300) are closed by a reaper. Unless given to the
+  constructor, both are read from the settings when used, so a changed variable applies to the
+  long-lived default pool from its next turn on.
+- **One deadline.** ``timeout_s`` bounds the whole turn: waiting for the session, the endpoint
+  check (`tasks.endpoint_check`), the CLI start and the turn.
+- **Failures end the CLI.** A turn that raises, times out, is cancelled or ends in an error
+  result drops its client and ends its CLI process at once (`sdk_private.end_cli`: SIGTERM,
+  then SIGKILL), rather than waiting up to 5 s in the SDK's close while the CLI keeps working.
+  A CLI that died mid-turn raises `TransientAgentError`. A CLI found dead between turns is
+  replaced silently (the transcript is on disk or in the store). A bug in our code (an
+  exception `errors.classify_known` does not know) is re-raised as it is.
 - **Clean exit.** `aclose`/`close` disconnect every client; an ``atexit`` hook closes all pools.
   After ``os.fork`` the child starts with an empty pool (it never touches the parent's CLIs).
 """
@@ -47,15 +56,15 @@ from typing import Any
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
 from prefect_claude_sessions.tasks import local_copies
-from prefect_claude_sessions.tasks.errors import (
-    AgentError,
-    InvalidInput,
-    TransientAgentError,
-    agent_settings,
-    classify_error,
+from prefect_claude_sessions.tasks.endpoint_check import check_endpoint, cli_environment
+from prefect_claude_sessions.tasks.errors import AgentError, InvalidInput, agent_settings
+from prefect_claude_sessions.tasks.runtime import (
+    TurnOutcome,
+    as_agent_error,
+    drive_turn,
+    timeout_error,
 )
-from prefect_claude_sessions.tasks.runtime import TurnOutcome, drive_turn
-from prefect_claude_sessions.tasks.sdk_private import cli_alive, cli_pid
+from prefect_claude_sessions.tasks.sdk_private import cli_alive, cli_pid, close_cli, end_cli
 
 __all__ = ["ClientPool", "default_pool", "options_fingerprint"]
 
@@ -75,6 +84,14 @@ SESSION_FIELDS = frozenset(
         "debug_stderr",
     }
 )
+
+#: Not part of the fingerprint either: a session budget passes what is left as
+#: ``max_budget_usd`` on every turn, and the CLI checks that cap against its cumulative cost
+#: since it started (measured, CLI 2.1.327). A warm CLI keeps the cap it was started with, which
+#: is what was left then minus what this CLI spent since: still the session's own limit, only
+#: looser by what parallel branches spent meanwhile, which `tasks.budget` checks before each turn.
+#: Reconnecting for each new value cost ~0.45 s per budgeted turn instead of ~0.06 s.
+_NOT_FINGERPRINTED = SESSION_FIELDS | {"max_budget_usd"}
 
 
 def _canonical(value: Any) -> Any:
@@ -99,7 +116,7 @@ def options_fingerprint(options: ClaudeAgentOptions) -> str:
     data = {
         f.name: _canonical(getattr(options, f.name))
         for f in dataclasses.fields(options)
-        if f.name not in SESSION_FIELDS
+        if f.name not in _NOT_FINGERPRINTED
     }
     raw = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(raw.encode()).hexdigest()
@@ -114,6 +131,8 @@ class _Entry:
     cost_total: float = 0.0
     turns: int = 0
     busy: bool = False
+    pooled: bool = False  # holds one of the pool's slots (else a one-off client)
+    dropped: bool = False
     created: float = dataclasses.field(default_factory=time.monotonic)
     last_used: float = dataclasses.field(default_factory=time.monotonic)
 
@@ -169,6 +188,8 @@ class ClientPool:
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._counts: Counter[str] = Counter()
+        self._slots = 0  # pooled clients: connecting, warm, busy or still exiting
+        self._live: set[_Entry] = set()  # every client with a CLI, pooled or one-off
         self._drops: Counter[str] = Counter()
         self._closed = False
         self._reaper_task: asyncio.Task[None] | None = None
@@ -249,6 +270,28 @@ class ClientPool:
         timeout_s: float | None,
         head_uuid: str | None,
     ) -> TurnOutcome:
+        # One deadline for everything this turn waits on: the session's lock, the endpoint
+        # check, room in the pool, the CLI start and the turn itself.
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        stage = ["wait for the session"]
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._attempt(message, options, head_uuid, deadline, stage)
+        except TimeoutError:
+            if deadline is None or loop.time() < deadline:  # not our deadline
+                raise as_agent_error(TimeoutError("timed out")) from None
+            self._counts["timeouts"] += 1
+            raise timeout_error(timeout_s, stage[0]) from None
+
+    async def _attempt(
+        self,
+        message: dict[str, Any],
+        options: ClaudeAgentOptions,
+        head_uuid: str | None,
+        deadline: float | None,
+        stage: list[str],
+    ) -> TurnOutcome:
         fork = bool(options.fork_session)
         # A fork writes a new session, not its parent: lock the new id, so forks of one parent
         # run in parallel (locking the parent serialised them: 4 forks took 4x one fork).
@@ -257,6 +300,8 @@ class ClientPool:
         fingerprint = options_fingerprint(options)
         lock = self._lock(target) if target else contextlib.nullcontext()
         async with lock:
+            stage[0] = "endpoint check"
+            await check_endpoint(cli_environment(options.env))
             entry = self._entries.get(target) if target else None
             if entry is not None and not fork:
                 reason = None
@@ -269,34 +314,35 @@ class ClientPool:
                 elif not entry.alive():
                     reason = "died_idle"
                 if reason:
-                    await self._drop(entry, reason)
+                    await self._drop(entry, reason, kill=reason == "died_idle")
                     entry = None
             else:
                 entry = None
             warm = entry is not None
             if entry is None:
-                entry = await self._connect(options, fingerprint, timeout_s)
+                stage[0] = "CLI start"
+                entry = await self._open(options, fingerprint)
             else:
                 self._counts["reuses"] += 1
+            # no await between the checks above and this: an idle entry is never taken twice
             entry.busy = True
+            stage[0] = "turn"
             try:
-                outcome, cumulative = await asyncio.wait_for(
-                    drive_turn(entry.client, message, cost_baseline=entry.cost_total), timeout_s
+                outcome, cumulative = await drive_turn(
+                    entry.client, message, cost_baseline=entry.cost_total
                 )
-            except asyncio.CancelledError:
-                await self._drop(entry, "cancelled")
+            except BaseException as exc:
+                # Whatever went wrong, this CLI is not trusted with another turn and must not
+                # keep working on this one: end it (shielded from a second cancellation).
+                if isinstance(exc, asyncio.CancelledError):
+                    late = deadline is not None and asyncio.get_running_loop().time() >= deadline
+                    reason = "timeout" if late else "cancelled"
+                else:
+                    reason = exc.kind if isinstance(exc, AgentError) else "error"
+                await asyncio.shield(self._drop(entry, reason, kill=True))
+                if isinstance(exc, Exception) and not isinstance(exc, AgentError):
+                    raise as_agent_error(exc) from None
                 raise
-            except asyncio.TimeoutError:
-                await self._drop(entry, "timeout")
-                raise TransientAgentError(
-                    f"the turn did not finish within {timeout_s:g} s", kind="timeout"
-                ) from None
-            except AgentError as exc:
-                await self._drop(entry, exc.kind)
-                raise
-            except Exception as exc:
-                await self._drop(entry, "error")
-                raise classify_error(exc) from None
             finally:
                 entry.busy = False
             self._counts["turns"] += 1
@@ -305,7 +351,12 @@ class ClientPool:
             entry.last_used = time.monotonic()
             outcome.warm = warm
             if outcome.is_error:
-                await self._drop(entry, "error_result")
+                await self._drop(entry, "error_result", kill=True)
+                return outcome
+            if not entry.pooled and not self._adopt(entry):
+                # a one-off client: its turn is done, so it closes (gracefully: the CLI
+                # flushes its transcript on stdin EOF)
+                await self._drop(entry, "one_off")
                 return outcome
             entry.head = outcome.assistant_uuid
             sid = outcome.session_id
@@ -322,56 +373,80 @@ class ClientPool:
             self._entries[sid] = entry
             return outcome
 
-    async def _connect(
-        self, options: ClaudeAgentOptions, fingerprint: str, timeout_s: float | None
-    ) -> _Entry:
-        await self._make_room()
-        client = ClaudeSDKClient(options)
+    async def _open(self, options: ClaudeAgentOptions, fingerprint: str) -> _Entry:
+        """A connected client: in a pool slot reserved before its CLI starts, or, when every
+        slot is busy, a one-off client that closes after its turn."""
+        pooled = await self._reserve()
+        entry = _Entry(client=ClaudeSDKClient(options), fingerprint=fingerprint, pooled=pooled)
+        self._live.add(entry)
+        if not pooled:
+            self._counts["one_off"] += 1
+            logger.info(
+                "%s: all %d slots are busy; this turn runs on a one-off CLI",
+                self.name,
+                self._slots,
+            )
         try:
-            await asyncio.wait_for(client.connect(), timeout_s)
-        except asyncio.TimeoutError:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
-            raise TransientAgentError(
-                f"the CLI did not start within {timeout_s:g} s", kind="timeout"
-            ) from None
+            await entry.client.connect()
         except BaseException as exc:
-            with contextlib.suppress(Exception):
-                await client.disconnect()
-            if isinstance(exc, Exception):
-                raise classify_error(exc) from None
+            await asyncio.shield(self._drop(entry, "connect_failed", kill=True))
+            if isinstance(exc, Exception) and not isinstance(exc, AgentError):
+                raise as_agent_error(exc) from None
             raise
         self._counts["starts"] += 1
-        return _Entry(client=client, fingerprint=fingerprint)
+        return entry
 
-    async def _make_room(self) -> None:
-        while len(self._entries) >= self.max_size:
+    async def _reserve(self) -> bool:
+        """Take a slot for a new client, closing the least recently used idle client when the
+        pool is full. False when every slot holds a busy client (the caller goes one-off).
+
+        A slot is held from before the CLI starts until after its process has exited, so the
+        pool's CLI processes never outnumber ``max_size``.
+        """
+        while self._slots >= self.max_size:
             idle = [e for e in self._entries.values() if not e.busy]
             if not idle:
-                logger.warning(
-                    "%s: all %d clients are busy; starting one more than max_size",
-                    self.name,
-                    len(self._entries),
-                )
-                return
+                return False
             victim = min(idle, key=lambda e: e.last_used)
             self._counts["evictions"] += 1
-            await self._drop(victim, "evicted")
+            await self._drop(victim, "evicted")  # frees its slot once the CLI has exited
+        self._slots += 1
+        return True
 
-    async def _drop(self, entry: _Entry, reason: str) -> None:
-        """Forget the entry and disconnect its client (the CLI process ends)."""
+    def _adopt(self, entry: _Entry) -> bool:
+        """Keep a one-off client warm after all if a slot is free now (no eviction for it)."""
+        if self._slots >= self.max_size:
+            return False
+        self._slots += 1
+        entry.pooled = True
+        self._counts["adopted"] += 1
+        return True
+
+    async def _drop(self, entry: _Entry, reason: str, *, kill: bool = False) -> None:
+        """Forget the entry and end its CLI process; then free its slot.
+
+        ``kill``: the client failed, timed out or was cancelled, so its CLI is signalled at
+        once (`sdk_private.end_cli`); otherwise it is an idle, healthy client and is closed
+        the SDK's way (stdin EOF; it exits in ~30 ms). Never raises.
+        """
         for sid, e in list(self._entries.items()):
             if e is entry:
                 del self._entries[sid]
                 lock = self._locks.get(sid)
                 if lock is not None and not lock.locked():
                     self._locks.pop(sid, None)
+        if entry.dropped:
+            return
+        entry.dropped = True
         self._drops[reason] += 1
         try:
-            await entry.client.disconnect()
-        except Exception as exc:  # the CLI may be gone already
-            logger.debug("%s: disconnect after %s failed: %r", self.name, reason, exc)
-        local_copies.client_closed(entry.session_id)  # no plaintext left once the CLI is gone
+            await (end_cli(entry.client) if kill else close_cli(entry.client))
+        finally:
+            self._live.discard(entry)
+            if entry.pooled:
+                entry.pooled = False
+                self._slots -= 1
+            local_copies.client_closed(entry.session_id)  # no plaintext left once the CLI is gone
 
     async def _reaper(self) -> None:
         from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings
@@ -394,22 +469,33 @@ class ClientPool:
     # --- introspection ----------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counters: ``starts`` (CLI processes connected), ``reuses`` (turns on a warm client),
-        ``turns``, ``evictions``, ``idle_closed``, ``drops`` by reason, ``size``, ``sessions``."""
+        ``turns``, ``evictions``, ``idle_closed``, ``one_off`` (clients started outside a full
+        pool), ``adopted`` (of those, kept warm after all), ``timeouts``, ``drops`` by reason,
+        ``size`` (warm clients), ``slots`` (pooled CLI processes, including ones starting, busy
+        or exiting; never above ``max_size``), ``sessions``."""
         return {
             "starts": self._counts["starts"],
+            "one_off": self._counts["one_off"],
+            "adopted": self._counts["adopted"],
+            "timeouts": self._counts["timeouts"],
+            "slots": self._slots,
             "reuses": self._counts["reuses"],
             "turns": self._counts["turns"],
             "evictions": self._counts["evictions"],
             "idle_closed": self._counts["idle_closed"],
             "drops": dict(self._drops),
             "size": len(self._entries),
-            "sessions": sorted(self._entries),
+            "sessions": sorted(list(self._entries)),
         }
 
     def pid_of(self, session_id: str) -> int | None:
         """Process id of the CLI holding ``session_id`` (None if none is warm)."""
         entry = self._entries.get(session_id)
         return entry.pid if entry else None
+
+    def warm_pids(self) -> set[int]:
+        """Process ids of the warm (pooled, idle or busy) clients' CLIs."""
+        return {pid for e in list(self._entries.values()) if (pid := e.pid) is not None}
 
     def __contains__(self, session_id: object) -> bool:
         return session_id in self._entries
@@ -419,8 +505,9 @@ class ClientPool:
 
     # --- closing -----------------------------------------------------------------------------
     async def _close_all(self) -> None:
-        for entry in list(self._entries.values()):
-            await self._drop(entry, "closed")
+        # idle clients close the SDK's way; one still in a turn (warm or one-off) is ended
+        for entry in list(self._live):
+            await self._drop(entry, "closed", kill=entry.busy)
 
     async def _shutdown(self) -> None:
         await self._close_all()

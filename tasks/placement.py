@@ -104,6 +104,8 @@ def cut_to_head(
     Returns how many entries were removed. A session without a head loses its whole transcript
     (its creation is redone from scratch).
     """
+    # Batches of the uncompleted turn that waited in this machine's spool go with its tail.
+    store.discard_spool(session_id)
     entries = stored_entries(store, session_id)
     start = tail_start(entries, head)
     if start is None:

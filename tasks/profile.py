@@ -64,7 +64,13 @@ class AgentProfile(BaseModel):
     disallowed_tools: list[str] = Field(default_factory=list)
     permission_mode: str = "acceptEdits"
     max_turns: int | None = Field(default=None, ge=1)
-    max_budget_usd: float | None = Field(default=None, gt=0)
+    max_budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    session_budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="the most this session and all its descendants may spend (tasks.budget)",
+    )
     cwd: str | None = None
     file_checkpointing: bool = False
 

@@ -81,6 +81,7 @@ def _purge_one(store: SQLModelSessionStore, sid: str) -> None:
         sessions.set_status(db, sid, SessionStatus.purged)
     close_warm_client(sid)
     store.delete_sync(sid)
+    store.discard_spool(sid)  # batches that waited here for a database outage to end
     removed = forget_local_copies(sid)
     with open_db(store.engine) as db:
         sessions.set_transcript_bytes(db, sid, 0)

@@ -3,17 +3,22 @@
 
 Without a pool each turn starts its own CLI process (connect, one turn, disconnect). With a
 `ClientPool` consecutive turns on a session reuse a live CLI (see `tasks.client_pool`).
+
+Either way a turn has one deadline (``CLAUDE_SESSIONS_TURN_TIMEOUT_S``) covering the CLI start
+and the turn, and a turn that fails, times out or is cancelled ends its CLI process at once
+(`sdk_private.end_cli`) instead of waiting on the SDK's graceful close. Before a CLI is handed
+a turn, the model endpoint is probed (`tasks.endpoint_check`), so a refused
+``ANTHROPIC_BASE_URL`` fails in milliseconds rather than after the CLI's own retries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from claude_agent_sdk import (
     AssistantMessage,
@@ -33,14 +38,36 @@ from prefect_claude_sessions.tasks.errors import (
     PermanentAgentError,
     TransientAgentError,
     agent_settings,
-    classify_error,
+    classify_known,
     classify_result,
     scrub,
 )
 from pydantic import BaseModel, Field
 
-if TYPE_CHECKING:
-    from prefect_claude_sessions.tasks.client_pool import ClientPool
+
+class TurnPool(Protocol):
+    """What `run_turn` needs of a pool of live CLIs (`tasks.client_pool.ClientPool` is one).
+
+    A structural type, so this module does not import the pool, which is built on it."""
+
+    async def run(
+        self,
+        message: dict[str, Any],
+        options: ClaudeAgentOptions,
+        *,
+        timeout_s: float | None = None,
+        head_uuid: str | None = None,
+    ) -> TurnOutcome: ...
+
+    def run_sync(
+        self,
+        message: dict[str, Any],
+        options: ClaudeAgentOptions,
+        *,
+        timeout_s: float | None = None,
+        head_uuid: str | None = None,
+    ) -> TurnOutcome: ...
+
 
 __all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
 
@@ -149,7 +176,12 @@ async def drive_turn(
     except AgentError:
         raise
     except Exception as exc:
-        raise classify_error(exc, session_id=init_session) from None
+        known = classify_known(exc)
+        if known is None:
+            raise  # a bug in our code: neither retried nor blamed on the input
+        if known.session_id is None:
+            known.session_id = init_session
+        raise known from None
     if result is None:
         raise TransientAgentError(
             "the Claude Code CLI ended the turn without a result (process exited or connection lost)",
@@ -233,38 +265,68 @@ def prepare_turn(
     return user_message(prompt, prompt_uuid)
 
 
+def as_agent_error(exc: Exception) -> AgentError:
+    """``exc`` as the `AgentError` it stands for; re-raises ``exc`` itself when it is a bug in
+    our code (`errors.classify_known` knows it not), so it is neither retried nor classified."""
+    known = classify_known(exc)
+    if known is None:
+        raise exc
+    return known
+
+
+def timeout_error(timeout_s: float | None, stage: str) -> TransientAgentError:
+    """The error of a turn that ran out of its deadline while ``stage`` ("connect", "turn")."""
+    return TransientAgentError(
+        f"the turn did not finish within {timeout_s:g} s (CLI start and turn together; "
+        f"timed out during the {stage}; CLAUDE_SESSIONS_TURN_TIMEOUT_S)",
+        kind="timeout",
+    )
+
+
 async def run_cold(
     message: dict[str, Any], options: ClaudeAgentOptions, timeout_s: float | None
 ) -> TurnOutcome:
-    """One turn on a CLI process of its own: connect, send, read, disconnect."""
+    """One turn on a CLI process of its own: connect, send, read, disconnect.
+
+    ``timeout_s`` bounds connect and turn together; on timeout, failure or cancellation the CLI
+    is ended at once. A CLI that finished its turn is closed gracefully (it flushes its
+    transcript on stdin EOF).
+    """
+    from prefect_claude_sessions.tasks.endpoint_check import check_endpoint, cli_environment
+    from prefect_claude_sessions.tasks.sdk_private import close_cli, end_cli
+
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout_s is None else loop.time() + timeout_s
     client = ClaudeSDKClient(options)
-
-    async def go() -> TurnOutcome:
-        try:
-            await client.connect()
-        except AgentError:
-            raise
-        except Exception as exc:
-            raise classify_error(exc) from None
-        outcome, _ = await drive_turn(client, message)
-        return outcome
-
+    stage = "endpoint check"
+    finished = False
     try:
-        return await asyncio.wait_for(go(), timeout_s)
-    except asyncio.TimeoutError:
-        raise TransientAgentError(
-            f"the turn did not finish within {timeout_s:g} s", kind="timeout"
-        ) from None
+        async with asyncio.timeout_at(deadline):
+            await check_endpoint(cli_environment(options.env))
+            stage = "connect"
+            await client.connect()
+            stage = "turn"
+            outcome, _ = await drive_turn(client, message)
+            finished = True
+    except TimeoutError:
+        if deadline is None or loop.time() < deadline:
+            raise as_agent_error(TimeoutError("timed out")) from None  # not our deadline
+        raise timeout_error(timeout_s, stage) from None
+    except AgentError:
+        raise
+    except Exception as exc:
+        raise as_agent_error(exc) from None
     finally:
-        with contextlib.suppress(Exception):  # the CLI may already be gone
-            await client.disconnect()
+        # shielded: a caller cancelling us must not leave the CLI running
+        await asyncio.shield(close_cli(client) if finished else end_cli(client))
+    return outcome
 
 
 async def run_turn(
     prompt: str,
     options: ClaudeAgentOptions,
     *,
-    pool: ClientPool | None = None,
+    pool: TurnPool | None = None,
     timeout_s: float | None = None,
     prompt_uuid: str | None = None,
     head_uuid: str | None = None,
@@ -300,7 +362,7 @@ def run_turn_sync(
     prompt: str,
     options: ClaudeAgentOptions,
     *,
-    pool: ClientPool | None = None,
+    pool: TurnPool | None = None,
     timeout_s: float | None = None,
     prompt_uuid: str | None = None,
     head_uuid: str | None = None,

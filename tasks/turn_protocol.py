@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from claude_agent_sdk import ClaudeAgentOptions
 from prefect_claude_sessions.storage import (
+    ClaimLost,
     SessionOrigin,
     SessionRecord,
     SessionStatus,
@@ -34,10 +35,11 @@ from prefect_claude_sessions.storage import (
     sessions,
     turns,
 )
+from prefect_claude_sessions.storage.claims import Fence
 
-from . import local_copies, placement, transcript
+from . import budget, local_copies, placement, transcript
 from .context import RunContext
-from .errors import AgentError, PermanentAgentError, classify_error
+from .errors import AgentError, PermanentAgentError, classify_known
 from .idempotency import digest, prompt_uuid_for
 from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
@@ -174,11 +176,12 @@ class TurnProtocol:
         done = self.completed(plan.key)
         if done is not None:
             return self.result(done, plan, replayed=True)
-        with hold_session(self.store, plan.target_id, ctx.holder(), self.lease()):
+        with hold_session(self.store, plan.target_id, ctx.holder(), self.lease()) as fence:
             done = self.completed(plan.key)  # finished by another worker while we waited
             if done is not None:
                 return self.result(done, plan, replayed=True)
-            retrying, head, dirty = self._begin(plan, ctx)
+            spend = budget.check_before(self.store, plan, self.emit)  # may refuse: nothing sent
+            retrying, head, dirty = self._begin(plan, ctx, fence)
             try:
                 outcome, prompt_uuid = None, prompt_uuid_for(plan.key)
                 if retrying:
@@ -189,11 +192,18 @@ class TurnProtocol:
                     if plan.prepare is not None:
                         plan.prepare()
                     outcome = self._send(plan, prompt_uuid, head)
-                result = self._complete(plan, outcome, prompt_uuid)
+                result = self._complete(plan, outcome, prompt_uuid, fence)
                 local_copies.after_turn(self.store, plan.target_id, plan.profile, self.pool())
             except BaseException as exc:
-                self._fail(plan, exc, head)
-                raise
+                lost = self.store.lost_claim(plan.target_id)
+                self._fail(plan, lost or exc, head, fence)
+                if lost is not None and lost is not exc:
+                    raise lost from exc  # the cause, not the SDK's "mirror failed" symptom
+                failure = spend.charge_failure(self.store, plan.key, exc)
+                if failure is exc:
+                    raise
+                raise failure from exc  # the CLI stopped the turn at what was left of a budget
+            spend.settle(self.store, result.cost_usd)
         self.emit(
             EVENT_OF[plan.operation],
             plan.target_id,
@@ -208,7 +218,9 @@ class TurnProtocol:
         )
         return result
 
-    def _begin(self, plan: TurnPlan, ctx: RunContext) -> tuple[bool, str | None, bool]:
+    def _begin(
+        self, plan: TurnPlan, ctx: RunContext, fence: Fence
+    ) -> tuple[bool, str | None, bool]:
         """Record the session (new ones) and the pending turn. Returns whether this is a retry,
         the target's head before this turn, and whether an uncompleted turn may have left a tail
         in its transcript (the latest turn did not complete): only then is it read and cut, so a
@@ -240,6 +252,7 @@ class TurnProtocol:
                 prompt_digest=digest(plan.prompt),
                 flow_run_id=ctx.flow_run_id,
                 task_run_id=ctx.task_run_id,
+                fence=fence,
             )
         if head is None and not plan.new_session:
             head = self.head(plan.target_id)  # a session this product did not make
@@ -320,7 +333,12 @@ class TurnProtocol:
             user_message_uuid=prompt_uuid,
         ), prompt_uuid
 
-    def _complete(self, plan: TurnPlan, outcome: TurnOutcome, prompt_uuid: str) -> SessionTurn:
+    def _complete(
+        self, plan: TurnPlan, outcome: TurnOutcome, prompt_uuid: str, fence: Fence
+    ) -> SessionTurn:
+        lost = self.store.lost_claim(plan.target_id)
+        if lost is not None:  # the answer never reached the store: it must not become the head
+            raise lost
         with open_db(self.store.engine) as db:
             row = turns.complete_turn(
                 db,
@@ -333,6 +351,7 @@ class TurnProtocol:
                 num_turns=outcome.num_turns,
                 assistant_uuid=outcome.assistant_uuid,
                 user_message_uuid=prompt_uuid,
+                fence=fence,
             )
             if plan.new_session:
                 record = sessions.get_session(db, plan.target_id)
@@ -340,17 +359,22 @@ class TurnProtocol:
                     sessions.set_status(db, plan.target_id, SessionStatus.active)
             return self.result(row, plan, replayed=False)
 
-    def _fail(self, plan: TurnPlan, exc: BaseException, head: str | None) -> None:
+    def _fail(self, plan: TurnPlan, exc: BaseException, head: str | None, fence: Fence) -> None:
         """Record the failed attempt and cut what it left in the transcript, still under the
         claim; never mask ``exc`` (a database that is down just misses the record and the cut:
         the turn stays pending, and the next attempt recovers or cuts before it sends)."""
         error = exc if isinstance(exc, AgentError) else _as_agent_error(exc)
         kind = error.kind if error is not None else type(exc).__name__
+        if isinstance(exc, ClaimLost):
+            kind = "claim_lost"
         message = str(error if error is not None else exc) or type(exc).__name__
-        permanent = error is not None and not error.transient
+        # A stale holder's failure says nothing about the session, which another worker now drives.
+        permanent = error is not None and not error.transient and kind != "claim_lost"
         try:
             with open_db(self.store.engine) as db:
-                turns.fail_turn(db, plan.key, error=f"[{kind}] {message}")
+                turns.fail_turn(
+                    db, plan.key, error=f"[{kind}] {message}", error_kind=kind, fence=fence
+                )
                 if plan.new_session and permanent:
                     record = sessions.get_session(db, plan.target_id)
                     if record.status == SessionStatus.active:
@@ -384,13 +408,15 @@ class TurnProtocol:
 
 
 #: Failures after which the stored tail may hold an answer to recover, or cannot be cut now.
-_KEEP_TAIL_KINDS = frozenset({"store_unavailable", "database_unavailable", "storage"})
+_KEEP_TAIL_KINDS = frozenset({"store_unavailable", "database_unavailable", "storage", "claim_lost"})
 
 
 def _as_agent_error(exc: BaseException) -> AgentError | None:
+    """What the SDK, the CLI or the store raised, classified; None for a bug in our own code
+    and for interruptions, which are recorded by their type."""
     if not isinstance(exc, Exception):
-        return None  # KeyboardInterrupt, cancellation: recorded by their type
+        return None  # KeyboardInterrupt, cancellation
     try:
-        return classify_error(exc)
+        return classify_known(exc)
     except Exception:
         return None

@@ -25,6 +25,13 @@ def _postgres_reachable() -> None:
         )
 
 
+@pytest.fixture(autouse=True)
+def _own_claude_sessions_home(tmp_path_factory, monkeypatch) -> None:
+    """Each test gets its own CLAUDE_SESSIONS_HOME (default store, spool, demo files), so
+    nothing one test leaves on this machine reaches another, nor the developer's own home."""
+    monkeypatch.setenv("CLAUDE_SESSIONS_HOME", str(tmp_path_factory.mktemp("cs-home")))
+
+
 def make_postgres_database(prefix: str = "cs_test") -> tuple[str, str]:
     """Create an empty PostgreSQL database; returns (name, SQLAlchemy URL)."""
     _postgres_reachable()

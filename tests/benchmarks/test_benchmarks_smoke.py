@@ -27,3 +27,16 @@ def test_store_benchmark_writes_well_formed_json(tmp_path):
     for fig in doc["figures"]:
         assert {"name", "value", "unit", "baseline", "baseline_value", "ratio"} <= set(fig)
         assert fig["value"] > 0 and fig["baseline_value"] > 0 and fig["ratio"] > 0
+
+
+def test_warm_service_benchmark_runs_warm_and_writes_its_ratio(tmp_path):
+    """The warm-vs-fresh benchmark at 3 turns: every timed service turn ran on a warm CLI (the
+    ratio itself is not asserted here: the machine is shared)."""
+    from benchmarks import warm_service
+
+    out = tmp_path / "warm.json"
+    speedup = warm_service.main(["--quick", "--turns", "3", "--out", str(out)])
+    doc = json.loads(out.read_text())
+    assert doc["benchmark"] == "warm_service" and doc["params"]["turns"] == 3
+    assert doc["details"]["warm_turns_per_block"] == [3]
+    assert speedup > 0 and doc["figures"][0]["baseline_value"] > 0

@@ -179,15 +179,8 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
     return found
 
 
-#: Cycles known and being removed elsewhere; a new cycle fails the test.
-KNOWN_CYCLES = {
-    frozenset(
-        {"prefect_claude_sessions.tasks.client_pool", "prefect_claude_sessions.tasks.runtime"}
-    ),
-    frozenset(
-        {"prefect_claude_sessions.tasks.compaction", "prefect_claude_sessions.tasks.service"}
-    ),
-}
+#: Cycles still allowed: none (cli/demo, client_pool/runtime and compaction/service are gone).
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def test_no_new_import_cycles_even_through_function_level_imports() -> None:

@@ -43,6 +43,11 @@ TEXT_PATTERNS = [
     (re.compile(rf"-m\s+(?:{_OLD})(?:\.|\b)"), "`python -m` of an old top-level module"),
     (re.compile(rf"^\s*(?:from\s+(?:{_OLD})(?:\.|\s)|import\s+(?:{_OLD})\b)", re.M), "old import"),
     (
+        # inline code in prose or a `python -c "..."` one-liner
+        re.compile(rf"[`\"';]\s*(?:from\s+(?:{_OLD})(?:\.\w+)*\s+import\b|import\s+(?:{_OLD})\b)"),
+        "old import in inline code",
+    ),
+    (
         re.compile(rf"(?<![\w./-])(?:{_OLD})/[\w/]+\.py:\w+"),
         "path-style entrypoint into an old folder",
     ),
@@ -204,6 +209,8 @@ def test_python_findings_pass_new_references(source: str) -> None:
         "```python\nfrom tasks import init_session\n```\n",
         'claude-sessions = "flows.cli:app"\n',
         "python -m storage.rotation\n",
+        "  `from storage import SQLModelSessionStore; store = SQLModelSessionStore(url)`.\n",
+        'python -c "from storage import generate_key; print(generate_key())"\n',
     ],
 )
 def test_text_findings_catch_old_references(text: str) -> None:
@@ -219,6 +226,8 @@ def test_text_findings_catch_old_references(text: str) -> None:
         "The repository folders flows/, tasks/ and storage/ install inside the namespace.\n",
         "Runs the tasks from the flows of the storage layer.\n",
         "python -m prefect_claude_sessions.tasks.standin\n",
+        "`from prefect_claude_sessions.storage import SQLModelSessionStore`\n",
+        "a user's own tasks.py, imported as `tasks`, is left alone\n",
     ],
 )
 def test_text_findings_pass_new_references(text: str) -> None:

@@ -67,3 +67,28 @@ def test_the_public_names_used_instead_of_private_ones_exist() -> None:
     params = list(inspect.signature(claude_agent_sdk.fold_session_summary).parameters)
     assert params[:3] == ["prev", "key", "entries"], params
     assert issubclass(claude_agent_sdk.ResultError, claude_agent_sdk.ClaudeSDKError)
+
+
+async def test_end_cli_stops_a_cli_mid_turn_at_once(standin, make_options) -> None:
+    """The SDK's disconnect waits up to 5 s for a busy CLI; end_cli signals it and returns as
+    soon as it has exited, leaving the client disconnected."""
+    import asyncio
+    import time
+
+    client = ClaudeSDKClient(make_options())
+    await client.connect()
+    pid = sdk_private.cli_pid(client)
+    standin.inject(latency_s=10.0)
+    seen = len(standin.requests(kind="main"))
+    await client.query("take your time")
+    for _ in range(200):  # until the CLI is waiting on the model
+        if len(standin.requests(kind="main")) > seen:
+            break
+        await asyncio.sleep(0.05)
+    started = time.monotonic()
+    await sdk_private.end_cli(client)
+    assert time.monotonic() - started < 2.0
+    assert not sdk_private.is_connected(client)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    await sdk_private.end_cli(ClaudeSDKClient(make_options()))  # never connected: a no-op

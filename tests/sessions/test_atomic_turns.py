@@ -278,3 +278,66 @@ def test_session_ids_are_normalised_at_the_edge(service, two_turns, standin):
     third = service.resume(first.session_id.upper(), "third question", ctx=ctx())
     assert third.session_id == first.session_id
     assert_clean(last_request(standin), ["first question", "second question", "third question"])
+
+
+def test_rewind_and_a_checkpoint_fork_after_a_failure(
+    service, two_turns, standin, tmp_path, monkeypatch
+):
+    """A checkpoint names the head; a failed turn after it changes nothing a rewind or a fork
+    at the checkpoint sends, here and on another machine."""
+    first, second = two_turns
+    sid = first.session_id
+    mark = service.checkpoint(sid, "after-two", ctx=ctx())
+    assert mark.transcript_uuid == second.assistant_uuid
+    standin.inject(status=400, count=20)
+    with pytest.raises(PermanentAgentError):
+        service.resume(sid, POISON, ctx=ctx())
+    standin.clear_faults()
+    again = service.checkpoint(sid, "after-failure", ctx=ctx())
+    assert again.transcript_uuid == second.assistant_uuid  # the head did not move
+
+    rewound = service.rewind(mark, prompt="start over from two", ctx=ctx())
+    assert_clean(
+        last_request(standin), ["first question", "second question", "start over from two"]
+    )
+    assert POISON not in stored_text(service, rewound.session_id)
+
+    another_worker(tmp_path, monkeypatch, "rewinder")
+    branch = service.fork(sid, "approach C from the mark", at=mark, ctx=ctx())
+    assert_clean(
+        last_request(standin), ["first question", "second question", "approach C from the mark"]
+    )
+    service.resume(branch.session_id, "and then?", ctx=ctx())
+    assert_clean(
+        last_request(standin),
+        ["first question", "second question", "approach C from the mark", "and then?"],
+    )
+
+
+def test_a_failed_fork_is_not_left_as_a_usable_session(service, two_turns, standin):
+    """A fork whose first turn fails permanently is marked failed (not an empty active session
+    in `ls`), is refused for resume, and a retry with the same key redoes it cleanly."""
+    first, _ = two_turns
+    standin.inject(status=400, count=20)
+    with pytest.raises(PermanentAgentError) as info:
+        service.fork(first.session_id, "try approach B", ctx=ctx(), idempotency_key="fork-1")
+    standin.clear_faults()
+    fork_id = info.value.session_id
+    with open_db(service.store.engine) as db:
+        children = [s for s in sessions.list_sessions(db) if s.parent_id == first.session_id]
+    assert len(children) == 1 and children[0].status == SessionStatus.failed
+    assert fork_id in (None, children[0].id)
+    with pytest.raises(InvalidInput, match="failed before its first turn"):
+        service.resume(children[0].id, "continue", ctx=ctx())
+
+    # The flow re-run: the same call, the same key, the same fork id, sent again from scratch.
+    fork = service.fork(first.session_id, "try approach B", ctx=ctx(), idempotency_key="fork-1")
+    assert fork.session_id == children[0].id and not fork.replayed
+    request = last_request(standin)
+    assert_clean(request, ["first question", "second question", "try approach B"])
+    assert request["user_turns"].count("try approach B") == 1
+    service.resume(fork.session_id, "continue", ctx=ctx())
+    assert_clean(
+        last_request(standin),
+        ["first question", "second question", "try approach B", "continue"],
+    )

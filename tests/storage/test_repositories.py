@@ -283,7 +283,7 @@ def test_claims_allow_one_holder_at_a_time(database_url) -> None:
 
 def test_racing_claims_have_exactly_one_winner(database_url) -> None:
     sid = new_id()
-    results: list[bool] = []
+    results: list[int | None] = []
     barrier = threading.Barrier(6)
 
     def contender(i: int) -> None:
@@ -296,7 +296,7 @@ def test_racing_claims_have_exactly_one_winner(database_url) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(results) == [False] * 5 + [True]
+    assert results.count(None) == 5 and 1 in results  # one winner, with the first token
 
 
 def test_list_sessions_updated_before_and_unlimited(database_url) -> None:

@@ -169,6 +169,14 @@ def snapshot(engine: sa.Engine, name_of) -> dict[str, list[tuple]]:
     return out
 
 
+def old_columns(after: dict[str, list[tuple]], before: dict[str, list[tuple]]) -> dict:
+    """``after`` cut to the columns the legacy tables had (later revisions append columns)."""
+    return {
+        t: [r[: len(before[t][0])] for r in rows] if before[t] else rows
+        for t, rows in after.items()
+    }
+
+
 def test_upgrade_keeps_every_row_and_matches_a_fresh_schema(database_url, fresh_url) -> None:
     legacy = create_engine_for(database_url)
     create_legacy_database(legacy)
@@ -182,8 +190,14 @@ def test_upgrade_keeps_every_row_and_matches_a_fresh_schema(database_url, fresh_
     names = set(sa.inspect(engine).get_table_names())
     assert names == {TABLE_PREFIX + t for t in LEGACY_TABLES} | {VERSION_TABLE}
     with engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0002"
-    assert snapshot(engine, lambda t: TABLE_PREFIX + t) == before
+        assert current_revision(conn) == head_revision() == "0003"
+    after = snapshot(engine, lambda t: TABLE_PREFIX + t)
+    # Every old column keeps its value; revision 0003 appended its columns with their defaults.
+    assert old_columns(after, before) == before
+    assert [r[-1:] for r in after["session_claims"]] == [(1,)]  # fence_token
+    assert {r[-3:] for r in after["turns"]} == {
+        (1, None, None)
+    }  # attempts, error_kind, claim_token
     assert schema_diff(engine) == []
     assert reflected_schema(engine) == reflected_schema(get_engine(fresh_url))
 
@@ -285,7 +299,7 @@ def test_several_processes_opening_a_legacy_database_upgrade_it_once(database_ur
 
     assert revisions == [head_revision()] * 3
     engine = get_engine(database_url)
-    assert snapshot(engine, lambda t: TABLE_PREFIX + t) == before
+    assert old_columns(snapshot(engine, lambda t: TABLE_PREFIX + t), before) == before
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
     assert schema_diff(engine) == []

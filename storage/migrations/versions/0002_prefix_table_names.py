@@ -115,10 +115,15 @@ def _rename_in_place() -> None:
     insp = sa.inspect(bind)
     for table in TABLES:
         new_table = PREFIX + table
-        constraints = [insp.get_pk_constraint(table)["name"]]
-        constraints += [fk["name"] for fk in insp.get_foreign_keys(table)]
-        constraints += [uq["name"] for uq in insp.get_unique_constraints(table)]
-        indexes = [ix["name"] for ix in insp.get_indexes(table) if ix["name"] not in constraints]
+        named: list[str | None] = [insp.get_pk_constraint(table)["name"]]
+        named += [fk["name"] for fk in insp.get_foreign_keys(table)]
+        named += [uq["name"] for uq in insp.get_unique_constraints(table)]
+        constraints = [n for n in named if n]  # PostgreSQL names every constraint
+        indexes = [
+            ix["name"]
+            for ix in insp.get_indexes(table)
+            if ix["name"] and ix["name"] not in constraints
+        ]
         op.rename_table(table, new_table)
         for name in constraints:
             op.execute(
@@ -133,7 +138,7 @@ def _rename_in_place() -> None:
 def _rebuilt(old: sa.Table, target: sa.MetaData, insp: sa.Inspector) -> sa.Table:
     """A copy of the reflected table ``old`` on ``target``, every name prefixed."""
     table = old.name
-    args: list[sa.SchemaItem] = [
+    args: list[sa.schema.SchemaItem] = [
         sa.Column(c.name, c.type, nullable=c.nullable, autoincrement=False) for c in old.columns
     ]
     pk = insp.get_pk_constraint(table)
@@ -152,7 +157,11 @@ def _rebuilt(old: sa.Table, target: sa.MetaData, insp: sa.Inspector) -> sa.Table
         args.append(sa.UniqueConstraint(*uq["column_names"], name=_new(table, uq["name"])))
     for ix in insp.get_indexes(table):
         args.append(
-            sa.Index(_new(table, ix["name"]), *ix["column_names"], unique=bool(ix["unique"]))
+            sa.Index(
+                _new(table, ix["name"]),
+                *[c for c in ix["column_names"] if c is not None],
+                unique=bool(ix["unique"]),
+            )
         )
     return sa.Table(PREFIX + table, target, *args)
 
