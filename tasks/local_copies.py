@@ -109,7 +109,7 @@ def after_turn(store: Any, session_id: str, profile: AgentProfile, pool: Any) ->
     _scrub(session_id, config_dir())
     take = getattr(store, "take_scrubbed", None)
     if pool is not None and take is not None and take(session_id) and session_id in pool:
-        _discard(pool, session_id)
+        discard_client(pool, session_id)
     if profile.file_checkpointing or not encryption_configured():
         return
     if pool is not None and session_id in pool:
@@ -132,19 +132,7 @@ def client_closed(session_id: str | None) -> None:
         _scrub(session_id, config_dir())  # e.g. a failed turn wrote an echoed key there
 
 
-def close_warm_client(session_id: str) -> bool:
-    """Close the CLI holding ``session_id`` in this process's default pool, if one is warm (a
-    purged session: its memory holds the conversation). True if one was closed."""
-    from .client_pool import default_pool
-
-    pool = default_pool()
-    if session_id not in pool:
-        return False
-    _discard(pool, session_id)
-    return True
-
-
-def _discard(pool: Any, session_id: str) -> None:
+def discard_client(pool: Any, session_id: str) -> None:
     """Close the pool's CLI for ``session_id`` from synchronous code (any thread)."""
     import asyncio
     import concurrent.futures

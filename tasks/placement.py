@@ -25,8 +25,9 @@ from prefect_claude_sessions.storage import (
 )
 
 from . import transcript
-from .local_copies import close_warm_client, forget_local_copies
+from .local_copies import forget_local_copies
 from .profile import AgentProfile
+from .warm_clients import close_warm_client
 
 logger = logging.getLogger("claude_sessions")
 

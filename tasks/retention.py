@@ -26,8 +26,9 @@ from prefect_claude_sessions.storage import (
 )
 from sqlmodel import Session
 
-from .local_copies import close_warm_client, forget_local_copies
+from .local_copies import forget_local_copies
 from .validation import normalize_session_id
+from .warm_clients import close_warm_client
 
 logger = logging.getLogger("claude_sessions")
 
