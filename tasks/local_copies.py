@@ -48,13 +48,23 @@ def config_dir() -> Path:
 
 
 def forget_local_copies(session_id: str, config: Path | None = None) -> int:
-    """Delete the CLI's local transcript files of ``session_id`` (main file and its subagent
-    folder) under every project folder of ``config`` (default `config_dir`); returns how many
-    were removed."""
-    projects = (config or config_dir()) / "projects"
-    if not projects.is_dir():
-        return 0
+    """Delete the CLI's local files of ``session_id``: its transcript (main file and subagent
+    folder) under every project folder of ``config`` (default `config_dir`), its file-history
+    backups (file checkpointing) and its to-do lists; returns how many were removed."""
+    base = config or config_dir()
     removed = 0
+    history = base / "file-history" / session_id
+    if history.is_dir():
+        shutil.rmtree(history, ignore_errors=True)
+        removed += 1
+    todos = base / "todos"
+    if todos.is_dir():
+        for todo in todos.glob(f"{session_id}*.json"):
+            todo.unlink(missing_ok=True)
+            removed += 1
+    projects = base / "projects"
+    if not projects.is_dir():
+        return removed
     for project in projects.iterdir():
         transcript = project / f"{session_id}.jsonl"
         if transcript.is_file():
@@ -99,7 +109,7 @@ def after_turn(store: Any, session_id: str, profile: AgentProfile, pool: Any) ->
     _scrub(session_id, config_dir())
     take = getattr(store, "take_scrubbed", None)
     if pool is not None and take is not None and take(session_id) and session_id in pool:
-        _discard(pool, session_id)
+        discard_client(pool, session_id)
     if profile.file_checkpointing or not encryption_configured():
         return
     if pool is not None and session_id in pool:
@@ -122,7 +132,7 @@ def client_closed(session_id: str | None) -> None:
         _scrub(session_id, config_dir())  # e.g. a failed turn wrote an echoed key there
 
 
-def _discard(pool: Any, session_id: str) -> None:
+def discard_client(pool: Any, session_id: str) -> None:
     """Close the pool's CLI for ``session_id`` from synchronous code (any thread)."""
     import asyncio
     import concurrent.futures

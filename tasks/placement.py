@@ -27,6 +27,7 @@ from prefect_claude_sessions.storage import (
 from . import transcript
 from .local_copies import forget_local_copies
 from .profile import AgentProfile
+from .warm_clients import close_warm_client
 
 logger = logging.getLogger("claude_sessions")
 
@@ -54,14 +55,16 @@ def localise(store: SQLModelSessionStore, session_id: str, profile: AgentProfile
     try:
         store.relocate(session_id, to_project_key=project_key_of(profile))
     except SessionPurged:
+        close_warm_client(session_id)
         forget_local_copies(session_id)
         raise
 
 
 def drop_if_purged(session_id: str, status: object) -> None:
-    """Before a worker uses anything of a session: if its recorded ``status`` is purged, delete
-    this worker's stale local copy of it and raise `SessionPurged` naming it."""
+    """Before a worker uses anything of a session: if its recorded ``status`` is purged, close
+    this worker's warm CLI of it, delete its stale local copy and raise `SessionPurged`."""
     if status == SessionStatus.purged:
+        close_warm_client(session_id)  # purged elsewhere while this worker kept its CLI warm
         removed = forget_local_copies(session_id)
         if removed:
             logger.info("deleted %d stale local files of purged session %s", removed, session_id)

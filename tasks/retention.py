@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from .local_copies import forget_local_copies
 from .validation import normalize_session_id
+from .warm_clients import close_warm_client
 
 logger = logging.getLogger("claude_sessions")
 
@@ -79,7 +80,7 @@ def _purge_one(store: SQLModelSessionStore, sid: str) -> None:
     # on another worker cannot write it back between the deletion and the status change.
     with open_db(store.engine) as db:
         sessions.set_status(db, sid, SessionStatus.purged)
-    _close_warm_client(sid)
+    close_warm_client(sid)
     store.delete_sync(sid)
     store.discard_spool(sid)  # batches that waited here for a database outage to end
     removed = forget_local_copies(sid)

@@ -185,3 +185,31 @@ def _ctx():
     from prefect_claude_sessions.tasks.context import RunContext
 
     return RunContext(None, None)
+
+
+def test_a_purge_from_another_process_reaches_this_workers_warm_cli(world, standin, database_url):
+    """The operator purges from a shell; the worker that last ran the session still has it
+    warm. Its next attempt is refused before the model is asked, and its CLI and local copy go."""
+    marker = f"PII-{uuid.uuid4().hex}"
+    root, _, _ = _conversation(marker)
+    assert root in default_pool()
+    config = Path(os.environ["CLAUDE_CONFIG_DIR"])
+    assert list((config / "projects").glob(f"*/{root}.jsonl"))  # the warm CLI's live file
+
+    command = str(Path(sys.executable).with_name("claude-sessions"))
+    shell = subprocess.run(
+        [command, "purge", root, "--yes", "--descendants", "--database", database_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert shell.returncode == 0, shell.stderr
+    assert root in default_pool()  # another process cannot close this one's CLI...
+
+    standin.clear_requests()
+    with pytest.raises(SessionPurged, match=root):
+        get_service().resume(root, "Are you still there?", ctx=_ctx())
+    assert root not in default_pool()  # ...but this worker does, at its first look
+    assert not list((config / "projects").glob(f"*/{root}.jsonl"))
+    assert standin.requests(kind="main") == []
+    assert nowhere(marker, database_url, config) == []
