@@ -28,7 +28,7 @@ TARGETS: list[tuple[str, str, str, bool]] = [
     (
         "lineage artifact",
         "prefect_claude_sessions.tasks.artifacts",
-        "publish_flow_run_report",
+        "_publish",
         False,
     ),
     ("event emit", "prefect_claude_sessions.tasks.events", "emit", False),
