@@ -351,7 +351,7 @@ def review_pending_tool(
     )
     return get_service(database).continue_tool(
         turn,
-        approved=bool(answer.approved),
+        approved=bool(answer.fields.get("approved")),
         comment=str(answer.fields.get("comment") or ""),
         ctx=current_run(),
         idempotency_key=idempotency_key,

@@ -16,9 +16,10 @@ an approval tool in the same continuation is deferred again.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 from claude_agent_sdk import HookMatcher
+from claude_agent_sdk.types import HookCallback
 
 __all__ = ["defer_hooks", "denial_reason", "review_hooks"]
 
@@ -32,6 +33,7 @@ def _output(decision: str, reason: str | None = None) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=256)
 def _defer_hook(tools: tuple[str, ...]) -> Any:
+    """One hook object per set of tools (cached): the same profile gives the same options."""
     names = frozenset(tools)
 
     async def defer_for_approval(
@@ -70,4 +72,4 @@ def review_hooks(
             return _output("allow") if approved else _output("deny", reason)
         return await defer(input_data, use_id, context)
 
-    return {"PreToolUse": [HookMatcher(matcher=None, hooks=[decide])]}
+    return {"PreToolUse": [HookMatcher(matcher=None, hooks=[cast(HookCallback, decide)])]}
