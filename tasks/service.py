@@ -289,6 +289,8 @@ class SessionService:
             extra=at.id if at else None,
         )
         if self.protocol.completed(key) is None:
+            if at is None:  # a branch from the head would carry the undecided call
+                self._refuse_pending_tool(session_id)
             point = branching.require_point(
                 session_id, at.transcript_uuid if at else self.head(session_id), "fork"
             )
@@ -338,6 +340,7 @@ class SessionService:
         if done is not None:
             plan = TurnPlan("handoff", key, target, prompt, to, {}, parent_id=session_id)
             return self.protocol.result(done, plan, replayed=True)
+        self._refuse_pending_tool(session_id)
         point = branching.require_point(session_id, self.head(session_id), "hand off")
         placement.localise(self.store, session_id, source_profile)
         plan = branching.handoff_plan(

@@ -99,6 +99,11 @@ def test_a_call_of_an_approval_tool_stops_the_turn_and_is_stored(recorded, stand
     before = len(main_requests(standin))
     with pytest.raises(InvalidInput, match="waits for a person to review its Write call"):
         service.resume(turn.session_id, "Anything else?", ctx=CTX, anchor=turn.turn_key)
+    specialist = AgentProfile(name="spec", system_prompt="You are a specialist.")
+    with pytest.raises(InvalidInput, match="waits for a person to review"):
+        service.fork(turn.session_id, "Try B", ctx=CTX, anchor=turn.turn_key)
+    with pytest.raises(InvalidInput, match="waits for a person to review"):
+        service.handoff(turn.session_id, "Take over", to=specialist, ctx=CTX)
     assert len(main_requests(standin)) == before
     assert len(stored_turns(service, turn.session_id)) == 1
 
