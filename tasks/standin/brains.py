@@ -4,7 +4,7 @@ Which brain answers a main conversation call, first match wins:
 
 1. scripted tool use: the last user prompt is a tool command
    (``write file notes.txt with content: hello``, ``edit file notes.txt replace: a with: b``,
-   ``read file notes.txt``); the brain emits ``tool_use`` blocks one step at a time and a final
+   ``read file notes.txt``, ``run command: touch done.txt``); the brain emits ``tool_use`` blocks one step at a time and a final
    text once the tool results are back;
    A deferred tool call that the CLI continues on resume arrives as a tool result beside its
    synthetic "Continue from where you left off."; the brain then reports what the tool
@@ -145,6 +145,7 @@ _EDIT = re.compile(
     r"edit file (?P<path>\S+) replace:\s?(?P<old>.*?) with:\s?(?P<new>.*)", re.I | re.S
 )
 _READ = re.compile(r"read file (?P<path>\S+)", re.I)
+_RUN = re.compile(r"run command:\s?(?P<command>.+)", re.I | re.S)
 
 
 def _abs(path: str, cwd: str | None) -> str:
@@ -156,6 +157,9 @@ def _abs(path: str, cwd: str | None) -> str:
 def tool_script(req: ParsedRequest) -> list[tuple[str, dict[str, Any]]] | None:
     """The tool calls a tool-command prompt asks for, in order; None if it is no command."""
     text = req.last_user_text
+    m = _RUN.search(text)
+    if m:
+        return [("Bash", {"command": m["command"].strip(), "description": "Run a command"})]
     m = _WRITE.search(text)
     if m:
         path = _abs(m["path"], req.cwd)
@@ -194,6 +198,8 @@ def scripted_reply(req: ParsedRequest, script: list[tuple[str, dict[str, Any]]])
         name, tool_input = script[step]
         return Reply(tool_calls=[{"id": _tool_id(req, step), "name": name, "input": tool_input}])
     name, tool_input = script[-1]
+    if name == "Bash":
+        return Reply(text=f"Ran: {_result_text(results[-1]).strip()[:200] if results else ''}")
     path = tool_input["file_path"]
     if name == "Write":
         return Reply(text=f"Wrote {path}.")

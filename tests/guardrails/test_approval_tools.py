@@ -269,3 +269,25 @@ def test_resume_session_task_refuses_a_session_waiting_for_review(workspace, sta
     error = state.result(raise_on_failure=False)
     assert "waits for a person to review its Write call" in str(error)
     assert not (workspace / "wait.txt").exists()
+
+
+@pytest.mark.parametrize("approved", [True, False])
+def test_a_scripted_bash_call_runs_only_when_approved(recorded, standin, workspace, approved):
+    service, _ = recorded
+    shell = AgentProfile(name="shell", system_prompt="You are careful.", approval_tools=["Bash"])
+    marker = workspace / f"bash-{approved}.txt"
+    turn = service.init(f"run command: echo RAN > {marker}", shell, ctx=CTX)
+    assert turn.pending_tool is not None and turn.pending_tool.name == "Bash"
+    assert turn.pending_tool.input["command"] == f"echo RAN > {marker}"
+    assert not marker.exists()
+    standin.clear_requests()
+    done = service.continue_tool(turn, approved=approved, comment="no shell today", ctx=CTX)
+    (received,) = main_requests(standin)
+    (result,) = tool_results(received)
+    assert result["tool_use_id"] == turn.pending_tool.id
+    if approved:
+        assert marker.read_text() == "RAN\n" and not result.get("is_error")
+        assert done.text.startswith("After the tool:")
+    else:
+        assert not marker.exists() and result.get("is_error")
+        assert "no shell today" in result_text(result) and "no shell today" in done.text
