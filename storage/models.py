@@ -136,6 +136,9 @@ class TurnRecord(PluginModel, table=True):
     )
     error_kind: str | None = Field(default=None, sa_type=sa.String(64))
     claim_token: int | None = Field(default=None, sa_type=sa.BigInteger)
+    # A turn that stopped before a tool needing a person's approval: the call's id, name and
+    # input (sealed like the answer: the input may hold what the tool was about to write).
+    pending_tool: dict[str, Any] | None = Field(default=None, sa_type=SealedJSON)
 
 
 class CheckpointRecord(PluginModel, table=True):

@@ -105,6 +105,7 @@ def complete_turn(
     assistant_uuid: str | None = None,
     user_message_uuid: str | None = None,
     fence: Fence | None = None,
+    pending_tool: dict[str, Any] | None = None,
 ) -> TurnRecord:
     """Mark a turn completed and add its cost, tokens and one turn to the session's totals.
 
@@ -136,6 +137,7 @@ def complete_turn(
     turn.num_turns = num_turns
     turn.assistant_uuid = assistant_uuid
     turn.user_message_uuid = user_message_uuid
+    turn.pending_tool = pending_tool
     turn.finished_at = utcnow()
     session.turn_count += 1
     session.cost_usd += float(cost_usd or 0.0)

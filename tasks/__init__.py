@@ -21,6 +21,9 @@ _EXPORTS = {
     "HumanAnswer": ".guardrails",
     "HumanTimeout": ".guardrails",
     "ask_human": ".guardrails",
+    "PendingTool": ".results",
+    "ToolReviewForm": ".guardrails",
+    "review_pending_tool": ".guardrails",
     "ClaudeSessionsSettings": "prefect_claude_sessions.storage.settings",
     "InvalidSetting": "prefect_claude_sessions.storage.errors",
     "Checkpoint": ".results",
@@ -48,8 +51,10 @@ __all__ = [
     "HumanAnswer",
     "HumanTimeout",
     "InvalidSetting",
+    "PendingTool",
     "SessionPurged",
     "SessionTurn",
+    "ToolReviewForm",
     "ask_human",
     "checkpoint_session",
     "fork_session",
@@ -59,6 +64,7 @@ __all__ = [
     "init_session",
     "record_decision",
     "resume_session",
+    "review_pending_tool",
     "rewind_session",
 ]
 
@@ -67,9 +73,16 @@ if TYPE_CHECKING:
     from prefect_claude_sessions.storage.settings import ClaudeSessionsSettings, get_settings
 
     from .budget import BudgetExceeded
-    from .guardrails import ApprovalForm, HumanAnswer, HumanTimeout, ask_human
+    from .guardrails import (
+        ApprovalForm,
+        HumanAnswer,
+        HumanTimeout,
+        ToolReviewForm,
+        ask_human,
+        review_pending_tool,
+    )
     from .profile import AgentProfile
-    from .results import Checkpoint, Decision, SessionTurn
+    from .results import Checkpoint, Decision, PendingTool, SessionTurn
     from .session_tasks import (
         checkpoint_session,
         fork_session,

@@ -11,11 +11,16 @@ returns the stored answer without asking.
 
 A request is the same request when its session, question, form and scope (the flow run, or
 ``idempotency_key``) are the same; ``idempotency_key`` makes it survive into other flow runs.
+
+`review_pending_tool` asks the same way about a turn that stopped before a tool of
+``AgentProfile.approval_tools`` ran (``turn.pending_tool``), on a `ToolReviewForm` whose
+description shows the tool and its input, then continues the session with the decision.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -32,7 +37,14 @@ from .results import Checkpoint, SessionTurn
 
 logger = logging.getLogger("claude_sessions")
 
-__all__ = ["ApprovalForm", "HumanAnswer", "HumanTimeout", "ask_human"]
+__all__ = [
+    "ApprovalForm",
+    "HumanAnswer",
+    "HumanTimeout",
+    "ToolReviewForm",
+    "ask_human",
+    "review_pending_tool",
+]
 
 DECISION_KEY = "human"
 #: HumanAnswer's own fields: a form may not use these names.
@@ -46,6 +58,18 @@ class ApprovalForm(RunInput):
 
     approved: bool
     comment: str = ""
+
+
+class ToolReviewForm(RunInput):
+    """The form of a tool review: approve the call or not, with a comment the model is told
+    when it is denied. Its description (shown above the form) names the tool and its input."""
+
+    approved: bool
+    comment: str = ""
+
+
+#: How much of a tool's input the review form shows (the rest is cut, and said to be).
+MAX_SHOWN_INPUT_CHARS = 20_000
 
 
 class HumanAnswer(BaseModel):
@@ -275,3 +299,60 @@ def _resumed_at(flow_run_id: Any, request_id: str) -> datetime | None:
         if before.is_paused() and before.state_details.pause_key == request_id:
             return after.timestamp
     return None
+
+
+def _review_description(turn: SessionTurn) -> str:
+    pending = turn.pending_tool
+    assert pending is not None
+    shown = json.dumps(pending.input, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    if len(shown) > MAX_SHOWN_INPUT_CHARS:
+        shown = shown[:MAX_SHOWN_INPUT_CHARS] + f"\n... ({len(shown)} characters, cut)"
+    return (
+        f"**Tool:** `{pending.name}` (call `{pending.id}`, session `{turn.session_id}`)\n\n"
+        f"**Input:**\n\n```json\n{scrub(shown)}\n```\n\n"
+        "Approve to let the tool run; deny to stop it (the comment is passed to the agent)."
+    )
+
+
+def review_pending_tool(
+    turn: SessionTurn,
+    *,
+    timeout_s: float = 3600,
+    idempotency_key: str | None = None,
+    poll_interval_s: float = 5,
+    database: str | None = None,
+) -> SessionTurn:
+    """Ask a person to approve ``turn.pending_tool`` and continue the session with the answer:
+    approved, the tool runs and the model goes on; denied, the tool does not run and the model
+    is told, with the comment. Returns the continuation's turn (which may itself stop on a
+    further approval tool). Call it in a flow body; the wait is `ask_human`'s (a deployment run
+    suspends and, re-run on any worker, replays its completed turns and this answer from the
+    store). Raises `InvalidInput` for a turn with no pending tool call or one already reviewed,
+    `HumanTimeout` when nobody answers."""
+    from .session_tasks import get_service
+
+    if not isinstance(turn, SessionTurn):
+        raise InvalidInput(f"turn must be a SessionTurn, got {type(turn).__name__}")
+    pending = turn.pending_tool
+    if pending is None:
+        raise InvalidInput(
+            f"turn {turn.turn_key} of session {turn.session_id} has no pending tool call "
+            "(its agent's approval_tools were not called)"
+        )
+    form = ToolReviewForm.with_initial_data(description=_review_description(turn))
+    answer = ask_human(
+        turn,
+        f"Approve the {pending.name} call {pending.id} of session {turn.session_id}?",
+        form=form,
+        timeout_s=timeout_s,
+        idempotency_key=idempotency_key,
+        poll_interval_s=poll_interval_s,
+        database=database,
+    )
+    return get_service(database).continue_tool(
+        turn,
+        approved=bool(answer.fields.get("approved")),
+        comment=str(answer.fields.get("comment") or ""),
+        ctx=current_run(),
+        idempotency_key=idempotency_key,
+    )

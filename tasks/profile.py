@@ -62,6 +62,11 @@ class AgentProfile(BaseModel):
     model: str | None = None
     allowed_tools: list[str] = Field(default_factory=list)
     disallowed_tools: list[str] = Field(default_factory=list)
+    approval_tools: list[str] = Field(
+        default_factory=list,
+        description="tools that need a person's approval: a turn that calls one stops before "
+        "it runs (SessionTurn.pending_tool); continue with review_pending_tool",
+    )
     permission_mode: str = "acceptEdits"
     max_turns: int | None = Field(default=None, ge=1)
     max_budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
@@ -108,6 +113,18 @@ class AgentProfile(BaseModel):
     @classmethod
     def _tools(cls, v: list[str], info: Any) -> list[str]:
         return [check_tool(tool, info.field_name) for tool in v]
+
+    @field_validator("approval_tools")
+    @classmethod
+    def _approval_tools(cls, v: list[str]) -> list[str]:
+        for tool in v:
+            check_tool(tool, "approval_tools")
+            if "(" in tool:
+                # The hook sees a call's tool name; a rule's pattern would be a second matcher.
+                raise ValueError(
+                    f"approval_tools: {tool!r} is a rule; name the whole tool (e.g. 'Bash')"
+                )
+        return list(dict.fromkeys(v))
 
     @field_validator("cwd")
     @classmethod
@@ -156,6 +173,10 @@ class AgentProfile(BaseModel):
             "max_budget_usd": self.max_budget_usd,
             "cwd": self.cwd,
         }
+        if self.approval_tools:
+            from .tool_approval import defer_hooks
+
+            values["hooks"] = defer_hooks(self.approval_tools)
         if self.file_checkpointing:
             values["enable_file_checkpointing"] = True
             values["extra_args"] = {"replay-user-messages": None}

@@ -14,6 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 Operation = Literal["init", "resume", "fork", "handoff", "rewind", "compaction"]
 
 
+class PendingTool(BaseModel):
+    """A tool call that waits for a person's approval: the turn stopped before it ran."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(description="The tool_use id the model gave the call.")
+    name: str = Field(description="The tool's name, e.g. Write or Bash.")
+    input: dict[str, Any] = Field(default_factory=dict, description="The call's arguments.")
+
+
 class SessionTurn(BaseModel):
     """One prompt sent to a session and the model's answer."""
 
@@ -39,6 +49,11 @@ class SessionTurn(BaseModel):
     )
     replayed: bool = Field(
         False, description="True when the answer came from the store, not from the model."
+    )
+    pending_tool: PendingTool | None = Field(
+        None,
+        description="A call of an approval tool this turn stopped before; continue the session "
+        "with review_pending_tool.",
     )
 
 

@@ -69,7 +69,14 @@ class TurnPool(Protocol):
     ) -> TurnOutcome: ...
 
 
-__all__ = ["TurnOutcome", "drive_turn", "run_turn", "run_turn_sync", "user_message"]
+__all__ = [
+    "TurnOutcome",
+    "continue_deferred_sync",
+    "drive_turn",
+    "run_turn",
+    "run_turn_sync",
+    "user_message",
+]
 
 
 class TurnOutcome(BaseModel):
@@ -91,6 +98,9 @@ class TurnOutcome(BaseModel):
     subtype: str | None = None  # the ResultMessage subtype ("success", "error_max_turns", ...)
     api_error_status: int | None = None
     warm: bool = False  # True if a live pooled CLI served the turn (no process start)
+    # A PreToolUse hook deferred this tool call (``id``, ``name``, ``input``): the turn stopped
+    # before the tool ran (see `tasks.tool_approval`).
+    pending_tool: dict[str, Any] | None = None
 
 
 def user_message(prompt: str, prompt_uuid: str) -> dict[str, Any]:
@@ -125,9 +135,12 @@ async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 async def drive_turn(
-    client: ClaudeSDKClient, message: dict[str, Any], *, cost_baseline: float = 0.0
+    client: ClaudeSDKClient, message: dict[str, Any] | None, *, cost_baseline: float = 0.0
 ) -> tuple[TurnOutcome, float]:
     """Send ``message`` on a connected client and read until its result.
+
+    ``message`` None sends nothing: a client resumed on a session that stopped on a deferred
+    tool call continues that call by itself (the CLI re-runs the PreToolUse hook at once).
 
     Returns the outcome and the CLI's cumulative cost after the turn (the CLI reports
     ``total_cost_usd`` per process, so a warm client's per-turn cost is the difference).
@@ -143,7 +156,9 @@ async def drive_turn(
     mirror_errors: list[str] = []
     first_wait = first_message_timeout_s()
     try:
-        await client.query(_one(message))
+        message = message or {}
+        if message:
+            await client.query(_one(message))
         stream = client.receive_response().__aiter__()
         try:
             first = await asyncio.wait_for(stream.__anext__(), first_wait)
@@ -207,6 +222,7 @@ async def drive_turn(
         stop_reason=result.stop_reason,
         subtype=result.subtype,
         api_error_status=result.api_error_status,
+        pending_tool=_deferred(result),
     )
     if mirror_errors and not outcome.is_error:
         # The answer exists only in this worker's local transcript: recording the turn now would
@@ -219,6 +235,13 @@ async def drive_turn(
             outcome=outcome,
         )
     return outcome, cumulative
+
+
+def _deferred(result: ResultMessage) -> dict[str, Any] | None:
+    call = result.deferred_tool_use
+    if call is None:
+        return None
+    return {"id": call.id, "name": call.name, "input": dict(call.input or {})}
 
 
 def error_for(outcome: TurnOutcome) -> AgentError:
@@ -284,7 +307,7 @@ def timeout_error(timeout_s: float | None, stage: str) -> TransientAgentError:
 
 
 async def run_cold(
-    message: dict[str, Any], options: ClaudeAgentOptions, timeout_s: float | None
+    message: dict[str, Any] | None, options: ClaudeAgentOptions, timeout_s: float | None
 ) -> TurnOutcome:
     """One turn on a CLI process of its own: connect, send, read, disconnect.
 
@@ -378,6 +401,30 @@ def run_turn_sync(
         outcome = pool.run_sync(message, options, timeout_s=limit, head_uuid=head_uuid)
     else:
         outcome = _run_in_fresh_loop(run_cold(message, options, limit))
+    if outcome.is_error:
+        raise error_for(outcome)
+    return outcome
+
+
+def continue_deferred_sync(
+    options: ClaudeAgentOptions, *, timeout_s: float | None = None
+) -> TurnOutcome:
+    """Continue a session that stopped on a deferred tool call, without a new prompt.
+
+    ``options`` resume the session and carry the PreToolUse hook that decides the call. On
+    connect the CLI re-runs that hook for the deferred call, then (allowed) runs the tool or
+    (denied) hands the model the reason, and answers once: one result for one recorded turn.
+    Sending a prompt as well would make the CLI answer twice (a synthetic "Continue from where
+    you left off." first). Always a CLI of its own: the review's hook is not a pooled client's.
+    """
+    if not isinstance(options, ClaudeAgentOptions) or not options.resume:
+        raise InvalidInput("continuing a deferred tool call needs options that resume a session")
+    if not credentials_present(options.env):
+        raise MissingCredentials(
+            "no Claude credentials in the options' env or the environment: pass "
+            "env=resolve_credentials()"
+        )
+    outcome = _run_in_fresh_loop(run_cold(None, options, _timeout(timeout_s)))
     if outcome.is_error:
         raise error_for(outcome)
     return outcome

@@ -67,7 +67,10 @@ def _max_prompt_chars() -> int:
 def agent_fingerprint(profile: AgentProfile) -> dict[str, Any]:
     """What makes two profiles "the same agent" for idempotency (the working directory is not:
     the same turn retried on another worker is still the same turn)."""
-    return profile.model_dump(mode="json", exclude={"cwd"})
+    data = profile.model_dump(mode="json", exclude={"cwd"})
+    if not data.get("approval_tools"):
+        data.pop("approval_tools", None)  # keys of profiles made before the field stay the same
+    return data
 
 
 def _default_credentials(block_name: str | None) -> Mapping[str, str]:
@@ -175,6 +178,8 @@ class SessionService:
             source=f"{session_id}@{anchor or ''}",
             prompt=prompt,
         )
+        if self.protocol.completed(key) is None:
+            self._refuse_pending_tool(session_id)
         return self.protocol.run(
             TurnPlan(
                 "resume",
@@ -187,6 +192,75 @@ class SessionService:
             ),
             ctx,
         )
+
+    def continue_tool(
+        self,
+        turn: SessionTurn,
+        *,
+        approved: bool,
+        comment: str = "",
+        ctx: RunContext,
+        idempotency_key: str | None = None,
+    ) -> SessionTurn:
+        """Continue a session whose turn stopped on ``turn.pending_tool`` with a person's
+        decision: approved, the tool runs and the model goes on; denied, the tool does not run
+        and the model is told why (``comment``). One recorded turn (operation ``resume``) that
+        sends no prompt (see `runtime.continue_deferred_sync`); a replay returns it from the
+        store and runs nothing."""
+        from .runtime import continue_deferred_sync
+        from .tool_approval import denial_reason, review_hooks
+
+        if not isinstance(turn, SessionTurn):
+            raise InvalidInput(f"turn must be a SessionTurn, got {type(turn).__name__}")
+        pending = turn.pending_tool
+        if pending is None:
+            raise InvalidInput(
+                f"turn {turn.turn_key} of session {turn.session_id} has no pending tool call"
+            )
+        if not isinstance(approved, bool) or not isinstance(comment, str):
+            raise InvalidInput("approved must be a bool and comment a string")
+        session_id = normalize_session_id(turn.session_id)
+        record = self._session(session_id)
+        profile = self._profile_of(record)
+        key = turn_key(
+            "resume",
+            scope=self._scope(ctx, idempotency_key),
+            source=f"{session_id}@{turn.turn_key}",
+            prompt=f"review of tool call {pending.id}",
+            extra=_stable_json({"approved": approved, "comment": comment}),
+        )
+        verdict = "approved" if approved else "denied"
+        plan = TurnPlan(
+            "resume",
+            key,
+            session_id,
+            f"[review] {pending.name} call {pending.id} {verdict}",
+            profile,
+            {
+                "resume": session_id,
+                "hooks": review_hooks(
+                    profile.approval_tools,
+                    pending.id,
+                    approved=approved,
+                    reason=denial_reason(pending.name, comment),
+                ),
+            },
+            prepare=lambda: placement.localise(self.store, session_id, profile),
+            extra_payload={"reviewed_tool": pending.id, "tool": pending.name, "approved": approved},
+            send=lambda options: continue_deferred_sync(options),
+        )
+        done = self.protocol.completed(key)
+        if done is not None:
+            return self.protocol.result(done, plan, replayed=True)
+        with open_db(self.store.engine) as db:
+            latest = turns.latest_completed_turn(db, session_id)
+            waiting = latest.pending_tool if latest is not None else None
+        if not waiting or waiting.get("id") != pending.id:
+            raise InvalidInput(
+                f"session {session_id} is not waiting on tool call {pending.id} "
+                f"({pending.name}); it was reviewed already or the session moved on"
+            )
+        return self.protocol.run(plan, ctx)
 
     def fork(
         self,
@@ -215,6 +289,8 @@ class SessionService:
             extra=at.id if at else None,
         )
         if self.protocol.completed(key) is None:
+            if at is None:  # a branch from the head would carry the undecided call
+                self._refuse_pending_tool(session_id)
             point = branching.require_point(
                 session_id, at.transcript_uuid if at else self.head(session_id), "fork"
             )
@@ -264,6 +340,7 @@ class SessionService:
         if done is not None:
             plan = TurnPlan("handoff", key, target, prompt, to, {}, parent_id=session_id)
             return self.protocol.result(done, plan, replayed=True)
+        self._refuse_pending_tool(session_id)
         point = branching.require_point(session_id, self.head(session_id), "hand off")
         placement.localise(self.store, session_id, source_profile)
         plan = branching.handoff_plan(
@@ -492,6 +569,19 @@ class SessionService:
     def _require_usable(self, record: SessionRecord) -> None:
         """Refuse every operation on a purged session before anything is read or sent."""
         placement.drop_if_purged(record.id, record.status)  # SessionPurged; no stale copy left
+
+    def _refuse_pending_tool(self, session_id: str) -> None:
+        """A session whose last turn stopped on a tool call waits for that call's review: a new
+        prompt now would make the CLI decide the call first, without the person."""
+        with open_db(self.store.engine) as db:
+            latest = turns.latest_completed_turn(db, session_id)
+            pending = latest.pending_tool if latest is not None else None
+        if pending:
+            raise InvalidInput(
+                f"session {session_id} waits for a person to review its {pending.get('name')} "
+                f"call {pending.get('id')}; call review_pending_tool on the turn that stopped "
+                "before it"
+            )
 
     def _require_continuable(self, record: SessionRecord) -> None:
         """A session whose first turn never completed has no conversation to continue."""

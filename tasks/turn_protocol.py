@@ -43,7 +43,7 @@ from .errors import AgentError, PermanentAgentError, classify_known
 from .idempotency import digest, prompt_uuid_for
 from .lease import LeaseTerms, hold_session
 from .profile import AgentProfile
-from .results import Operation, SessionTurn
+from .results import Operation, PendingTool, SessionTurn
 from .runtime import TurnOutcome, run_turn_sync
 
 logger = logging.getLogger("claude_sessions")
@@ -82,6 +82,9 @@ class TurnPlan:
     new_session: bool = False
     prepare: Callable[[], None] | None = None
     extra_payload: dict[str, Any] = field(default_factory=dict)
+    # Sends the turn instead of a prompt (e.g. the continuation of a reviewed tool call, which
+    # sends none); its outcome's user_message_uuid is the turn's prompt uuid.
+    send: Callable[[ClaudeAgentOptions], TurnOutcome] | None = None
 
 
 EVENT_OF: dict[str, str] = {
@@ -167,6 +170,7 @@ class TurnProtocol:
             prompt_uuid=row.user_message_uuid,
             assistant_uuid=row.assistant_uuid,
             replayed=replayed,
+            pending_tool=PendingTool.model_validate(row.pending_tool) if row.pending_tool else None,
         )
 
     # ------------------------------------------------------------------ the protocol
@@ -274,6 +278,9 @@ class TurnProtocol:
 
     def _send(self, plan: TurnPlan, prompt_uuid: str, head: str | None) -> TurnOutcome:
         options = self.options_for(plan.profile, plan.options)
+        if plan.send is not None:
+            outcome = plan.send(options)
+            return self._check_sent(plan, outcome)
         try:
             outcome = run_turn_sync(
                 plan.prompt,
@@ -286,6 +293,9 @@ class TurnProtocol:
             if exc.kind == "store_unavailable" and exc.outcome is not None:
                 _unrecorded[prompt_uuid] = exc.outcome
             raise
+        return self._check_sent(plan, outcome)
+
+    def _check_sent(self, plan: TurnPlan, outcome: TurnOutcome) -> TurnOutcome:
         if outcome.session_id and outcome.session_id != plan.target_id:
             # The CLI did not honour the session id we asked for: recording the turn under either
             # id would break idempotency or lineage, so stop loudly.
@@ -350,8 +360,9 @@ class TurnProtocol:
                 duration_ms=outcome.duration_ms,
                 num_turns=outcome.num_turns,
                 assistant_uuid=outcome.assistant_uuid,
-                user_message_uuid=prompt_uuid,
+                user_message_uuid=(outcome.user_message_uuid if plan.send else None) or prompt_uuid,
                 fence=fence,
+                pending_tool=outcome.pending_tool,
             )
             if plan.new_session:
                 record = sessions.get_session(db, plan.target_id)

@@ -4,8 +4,11 @@ Which brain answers a main conversation call, first match wins:
 
 1. scripted tool use: the last user prompt is a tool command
    (``write file notes.txt with content: hello``, ``edit file notes.txt replace: a with: b``,
-   ``read file notes.txt``); the brain emits ``tool_use`` blocks one step at a time and a final
+   ``read file notes.txt``, ``run command: touch done.txt``); the brain emits ``tool_use`` blocks one step at a time and a final
    text once the tool results are back;
+   A deferred tool call that the CLI continues on resume arrives as a tool result beside its
+   synthetic "Continue from where you left off."; the brain then reports what the tool
+   returned (``After the tool: ...``) or that it did not run (``The tool did not run: ...``);
 2. triage: the system prompt mentions "triage"; the answer is a JSON object with ``category``,
    ``priority``, ``summary``, ``reply`` (and ``earlier_emails``) from keyword rules;
 3. specialist: the system prompt mentions "specialist"; the answer starts with the first line of
@@ -142,6 +145,7 @@ _EDIT = re.compile(
     r"edit file (?P<path>\S+) replace:\s?(?P<old>.*?) with:\s?(?P<new>.*)", re.I | re.S
 )
 _READ = re.compile(r"read file (?P<path>\S+)", re.I)
+_RUN = re.compile(r"run command:\s?(?P<command>.+)", re.I | re.S)
 
 
 def _abs(path: str, cwd: str | None) -> str:
@@ -153,6 +157,9 @@ def _abs(path: str, cwd: str | None) -> str:
 def tool_script(req: ParsedRequest) -> list[tuple[str, dict[str, Any]]] | None:
     """The tool calls a tool-command prompt asks for, in order; None if it is no command."""
     text = req.last_user_text
+    m = _RUN.search(text)
+    if m:
+        return [("Bash", {"command": m["command"].strip(), "description": "Run a command"})]
     m = _WRITE.search(text)
     if m:
         path = _abs(m["path"], req.cwd)
@@ -191,6 +198,8 @@ def scripted_reply(req: ParsedRequest, script: list[tuple[str, dict[str, Any]]])
         name, tool_input = script[step]
         return Reply(tool_calls=[{"id": _tool_id(req, step), "name": name, "input": tool_input}])
     name, tool_input = script[-1]
+    if name == "Bash":
+        return Reply(text=f"Ran: {_result_text(results[-1]).strip()[:200] if results else ''}")
     path = tool_input["file_path"]
     if name == "Write":
         return Reply(text=f"Wrote {path}.")
@@ -199,6 +208,25 @@ def scripted_reply(req: ParsedRequest, script: list[tuple[str, dict[str, Any]]])
     first = _result_text(results[-1]).strip().splitlines() if results else []
     first = [re.sub(r"^\s*\d+\t", "", line) for line in first]
     return Reply(text=f"Read {path}: {first[0] if first else ''}")
+
+
+#: What the CLI sends, beside the tool result, when it continues a deferred tool call.
+CONTINUE_PROMPT = "Continue from where you left off."
+
+
+def continued_tool_reply(req: ParsedRequest) -> Reply | None:
+    """The answer to a continued deferred tool call; None if this request is none."""
+    messages = req.body.get("messages") or []
+    if not messages or req.last_user_text != CONTINUE_PROMPT:
+        return None
+    content = messages[-1].get("content")
+    results = [b for b in content or [] if isinstance(b, dict) and b.get("type") == "tool_result"]
+    if messages[-1].get("role") != "user" or not results:
+        return None
+    text = _result_text(results[-1]).strip()[:500]
+    if results[-1].get("is_error"):
+        return Reply(text=f"The tool did not run: {text}")
+    return Reply(text=f"After the tool: {text}")
 
 
 # --- brains ----------------------------------------------------------------------------------
@@ -218,6 +246,9 @@ def answer(req: ParsedRequest) -> tuple[str, Reply]:
         return "title", Reply(text=json.dumps({"title": " ".join(words) or "Stand-in session"}))
     if req.kind == "auxiliary":
         return "auxiliary", Reply(text="{}")
+    continued = continued_tool_reply(req)
+    if continued is not None:
+        return "tool", continued
     script = tool_script(req)
     if script is not None:
         return "tool", scripted_reply(req, script)

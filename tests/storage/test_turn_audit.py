@@ -94,7 +94,7 @@ def test_upgrading_a_0002_database_with_turns_and_claims(database_url) -> None:
 
     engine = get_engine(database_url)  # upgrades to head
     with engine.connect() as conn:
-        assert current_revision(conn) == "0003"
+        assert current_revision(conn) == "0004"
     with open_db(database_url) as db:
         rows = {r.idempotency_key: r for r in turns.list_turns(db, sid)}
         assert {k: (r.status.value, r.attempts, r.error_kind) for k, r in rows.items()} == {

@@ -190,14 +190,15 @@ def test_upgrade_keeps_every_row_and_matches_a_fresh_schema(database_url, fresh_
     names = set(sa.inspect(engine).get_table_names())
     assert names == {TABLE_PREFIX + t for t in LEGACY_TABLES} | {VERSION_TABLE}
     with engine.connect() as conn:
-        assert current_revision(conn) == head_revision() == "0003"
+        assert current_revision(conn) == head_revision() == "0004"
     after = snapshot(engine, lambda t: TABLE_PREFIX + t)
-    # Every old column keeps its value; revision 0003 appended its columns with their defaults.
+    # Every old column keeps its value; revisions 0003 and 0004 appended their columns with
+    # their defaults.
     assert old_columns(after, before) == before
     assert [r[-1:] for r in after["session_claims"]] == [(1,)]  # fence_token
-    assert {r[-3:] for r in after["turns"]} == {
-        (1, None, None)
-    }  # attempts, error_kind, claim_token
+    assert {r[-4:] for r in after["turns"]} == {
+        (1, None, None, None)
+    }  # attempts, error_kind, claim_token, pending_tool
     assert schema_diff(engine) == []
     assert reflected_schema(engine) == reflected_schema(get_engine(fresh_url))
 

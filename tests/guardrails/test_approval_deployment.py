@@ -1,0 +1,128 @@
+"""review_pending_tool in a real deployment run: a real Prefect server (PostgreSQL), process
+workers, `prefect deployment run`. The turn stops before the model's Write call, the run
+suspends (no worker held, nothing written), is answered through the API the way the dashboard's
+form does, and re-runs on another worker: the first turn is replayed from the store (the model
+is not asked again), the approved Write runs there, and the model gets its result."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from prefect_claude_sessions.storage import decisions, dispose_engines, get_engine, open_db
+from prefect_claude_sessions.tasks.standin import StandinModel
+
+from tests.conftest import drop_postgres_database, make_postgres_database
+from tests.e2e.harness import (
+    ManagedProcess,
+    deploy_all,
+    free_port,
+    read_flow_run,
+    run_deployment,
+    wait_for_flow_run,
+    wait_until,
+)
+
+from .test_ask_human_deployment import _healthy
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.cli, pytest.mark.slow]
+
+FLOW = """
+from prefect import flow
+from prefect_claude_sessions.tasks import AgentProfile, init_session, review_pending_tool
+
+
+@flow(persist_result=True)
+def gated(workdir: str):
+    writer = AgentProfile(
+        name="writer", system_prompt="You are careful.", approval_tools=["Write"], cwd=workdir
+    )
+    turn = init_session("write file out.txt with content: SHIPPED", agent=writer)
+    reviewed = review_pending_tool(turn, timeout_s=600)
+    return {
+        "first_replayed": turn.replayed,
+        "tool": turn.pending_tool.name,
+        "text": reviewed.text,
+        "still_pending": reviewed.pending_tool is not None,
+    }
+"""
+
+
+def test_a_suspended_tool_review_is_approved_and_the_tool_runs_on_another_worker(
+    prefect_server, process_pool, start_worker, tmp_path: Path
+):
+    server = prefect_server
+    project = tmp_path / "project"
+    project.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    (project / "gated_flow.py").write_text(FLOW)
+    (project / "prefect.yaml").write_text(
+        "name: approval-e2e\nprefect-version: 3.9.1\npull: []\ndeployments:\n"
+        "  - name: gated\n    entrypoint: gated_flow:gated\n"
+        f"    work_pool:\n      name: {process_pool}\n      job_variables:\n"
+        '        working_dir: "."\n'
+    )
+    port = free_port()
+    model = ManagedProcess(
+        "stand-in model",
+        [sys.executable, "-m", "prefect_claude_sessions.tasks.standin", "--port", str(port)],
+        env={**os.environ},
+        cwd=tmp_path,
+        log_path=tmp_path / "model.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    db_name, store_url = make_postgres_database("cs_approval_store")
+    try:
+        wait_until(lambda: _healthy(url), timeout=30, message=lambda: model.describe())
+        deploy_all(server, project, env=server.env(PYTHONPATH=str(project)))
+
+        def machine(name: str) -> dict[str, str]:
+            (tmp_path / name / "claude").mkdir(parents=True)
+            return {
+                **StandinModel.attach(url).env(),
+                "CLAUDE_SESSIONS_DATABASE_URL": store_url,
+                "CLAUDE_CONFIG_DIR": str(tmp_path / name / "claude"),
+                "PYTHONPATH": str(project),
+            }
+
+        first = start_worker(process_pool, name="machine-a", env=machine("a"))
+        run_id = run_deployment(server, "gated/gated", params={"workdir": str(work)})
+        run = wait_until(
+            lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
+            timeout=180,
+            message=lambda: server.diagnostics(run_id),
+        )
+        assert run["state_name"] == "Suspended"
+        wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+        first.stop()
+        assert not (work / "out.txt").exists()  # the call waits; nothing ran
+        standin = StandinModel.attach(url)
+        asked = standin.requests(kind="main")
+        assert [r["tool_calls"][0]["name"] for r in asked] == ["Write"]
+
+        accepted = server.post(
+            f"/flow_runs/{run_id}/resume",
+            {"run_input": {"approved": True, "comment": "ship it"}},
+        )
+        assert accepted["status"] == "ACCEPT", accepted
+        start_worker(process_pool, name="machine-b", env=machine("b"))
+        done = wait_for_flow_run(server, run_id, timeout=240, expect="COMPLETED")
+        assert done["labels"].get("prefect.worker.name") == "machine-b"
+        assert (work / "out.txt").read_text() == "SHIPPED"
+        requests = standin.requests(kind="main")
+        # the first turn was replayed, not sent again; one continuation call with the result
+        assert len(requests) == 2, [r["user_turns"] for r in requests]
+        last = requests[-1]["messages"][-1]["content"]
+        results = [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"]
+        assert len(results) == 1 and not results[0].get("is_error")
+        assert requests[-1]["reply_text"].startswith("After the tool: File created")
+        with open_db(get_engine(store_url)) as db:
+            statuses = [d.payload["status"] for d in decisions.list_decisions(db, key="human")]
+        assert statuses == ["pending", "answered"]
+    finally:
+        model.stop()
+        dispose_engines()
+        drop_postgres_database(db_name)
