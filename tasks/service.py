@@ -68,9 +68,19 @@ def agent_fingerprint(profile: AgentProfile) -> dict[str, Any]:
     """What makes two profiles "the same agent" for idempotency (the working directory is not:
     the same turn retried on another worker is still the same turn)."""
     data = profile.model_dump(mode="json", exclude={"cwd"})
-    if not data.get("approval_tools"):
-        data.pop("approval_tools", None)  # keys of profiles made before the field stay the same
+    for name in _FIELDS_ADDED_LATER:
+        if data.get(name) == _DEFAULTS[name]:
+            data.pop(name, None)  # keys of profiles made before the field stay the same
     return data
+
+
+#: Profile fields added after sessions were first stored: left out of the fingerprint while
+#: they hold their default, so an upgrade does not give existing turns new idempotency keys.
+_FIELDS_ADDED_LATER = ("approval_tools", "session_budget_usd")
+_DEFAULTS = {
+    name: AgentProfile.model_fields[name].get_default(call_default_factory=True)
+    for name in _FIELDS_ADDED_LATER
+}
 
 
 def _default_credentials(block_name: str | None) -> Mapping[str, str]:

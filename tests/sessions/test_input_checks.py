@@ -65,3 +65,27 @@ def test_a_bug_in_our_code_is_not_classified_as_bad_input() -> None:
     except ValueError as exc:
         assert classify_known(exc) is None  # raised here, not by the SDK
     assert classify_known(ConnectionRefusedError("refused")).transient
+
+
+def test_profiles_keep_their_idempotency_fingerprint_across_upgrades() -> None:
+    """Fields added after 0.1 stay out of the fingerprint while they hold their default, so a
+    re-run after an upgrade finds the turns it stored before (same keys, same session ids)."""
+    from prefect_claude_sessions.tasks.service import agent_fingerprint
+
+    profile = AgentProfile(name="triage", system_prompt="You triage.")
+    assert sorted(agent_fingerprint(profile)) == [  # the 0.1 profile, without cwd
+        "allowed_tools",
+        "disallowed_tools",
+        "file_checkpointing",
+        "max_budget_usd",
+        "max_turns",
+        "model",
+        "name",
+        "permission_mode",
+        "system_prompt",
+    ]
+    guarded = AgentProfile(
+        name="triage", system_prompt="You triage.", session_budget_usd=2.0, approval_tools=["Write"]
+    )
+    assert agent_fingerprint(guarded)["session_budget_usd"] == 2.0
+    assert agent_fingerprint(guarded)["approval_tools"] == ["Write"]
