@@ -212,8 +212,10 @@ class SQLModelSessionStore(SessionStore):
         to this machine's spool (see `storage.spool`), and so does every later batch of the
         session until the spool is replayed, so the stored order stays the CLI's order."""
         encoded = self._encode(batch, key.session_id)  # validates and scrubs before any write
-        self.refuse_purged(key.session_id)
         try:
+            # With the database down the purged check cannot run either: the batch is spooled,
+            # and the replay refuses (and drops) it if the session was purged meanwhile.
+            self.refuse_purged(key.session_id)
             if spool.has_pending(key.session_id):
                 self.flush_spool(key.session_id)
             return self._fenced(key.session_id, transcripts.append_entries, key, encoded, batch)
