@@ -14,7 +14,7 @@ from prefect_claude_sessions.tasks import (
     init_session,
     record_decision,
 )
-from prefect_claude_sessions.tasks.artifacts import money
+from prefect_claude_sessions.tasks.artifacts import answer_excerpt, money
 from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel
@@ -139,7 +139,7 @@ def _row(outcome: ApproachOutcome, best: ApproachOutcome) -> dict[str, Any]:
     return {
         "approach": outcome.approach,
         "session": outcome.session_id[:8],
-        "result": outcome.result[:160],
+        "result": answer_excerpt(outcome.result, 160),
         "cost (USD)": round(outcome.cost_usd, 6),
         "turns": outcome.turns,
         "duration (ms)": outcome.duration_ms,

@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect_claude_sessions.storage.settings import get_settings
 from prefect_claude_sessions.tasks import (
     Checkpoint,
     SessionTurn,
@@ -20,7 +21,12 @@ from prefect_claude_sessions.tasks import (
     resume_session,
     rewind_session,
 )
-from prefect_claude_sessions.tasks.artifacts import money, render_lineage
+from prefect_claude_sessions.tasks.artifacts import (
+    HIDDEN_TEXT,
+    answer_excerpt,
+    money,
+    render_lineage,
+)
 from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
 from pydantic import BaseModel
@@ -51,7 +57,10 @@ def _outcome(operation: str, result: SessionTurn | Checkpoint, source: str) -> N
             f"- cost {money(result.cost_usd)}, {result.duration_ms} ms"
             + (", replayed from the store (no prompt sent)" if result.replayed else "")
         )
-        lines += ["", "## Answer", "", result.text.strip() or "_(no prompt, no answer)_"]
+        answer = result.text.strip() or "_(no prompt, no answer)_"
+        if result.text.strip() and not get_settings().dashboard_text:
+            answer = HIDDEN_TEXT
+        lines += ["", "## Answer", "", answer]
         if result.session_id != source:
             get_run_logger().info("new session %s (%s)", result.session_id, result.agent)
     create_markdown_artifact(
@@ -197,7 +206,8 @@ def show(session_id: str) -> SessionView:
         decisions=[{"key": d.key, "payload": d.payload} for d in logged],
     )
     turn_lines = [
-        f"| {i} | {t.operation} | {t.status.value} | {(t.result_text or '')[:80]!r} |"
+        f"| {i} | {t.operation} | {t.status.value} | "
+        f"{answer_excerpt(t.result_text, 80, markdown=True)} |"
         for i, t in enumerate(rows, start=1)
     ]
     create_markdown_artifact(

@@ -32,7 +32,7 @@ from prefect_claude_sessions.tasks import (
     record_decision,
     resume_session,
 )
-from prefect_claude_sessions.tasks.artifacts import ReportNotes
+from prefect_claude_sessions.tasks.artifacts import ReportNotes, answer_excerpt
 from prefect_claude_sessions.tasks.idempotency import digest
 from prefect_claude_sessions.tasks.run_report import session_report
 from prefect_claude_sessions.tasks.session_tasks import get_service
@@ -304,7 +304,7 @@ def _row(result: TriageResult) -> dict[str, Any]:
         "e-mail": result.email_id,
         "category": result.category,
         "priority": result.priority,
-        "summary": result.summary,
+        "summary": answer_excerpt(result.summary, 200),
         "session": result.session_id[:8],
         "specialist session": (result.specialist_session_id or "")[:8],
         "new": "" if result.already_triaged else "yes",

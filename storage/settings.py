@@ -177,6 +177,12 @@ class ClaudeSessionsSettings(BaseSettings):
         description="seconds between two publications of a flow run's session report artifact",
         json_schema_extra=_meta("a number of seconds >= 0"),
     )
+    dashboard_text: bool = Field(
+        default=True,
+        description="show answer excerpts in task logs, run reports and outcome artifacts "
+        "(they live in Prefect's database, where a purge cannot reach; `false` for sensitive data)",
+        json_schema_extra=_meta("true or false", "true"),
+    )
 
     def __init__(self, **values: Any) -> None:
         """Read the environment (keyword arguments take precedence); `InvalidSetting` names each

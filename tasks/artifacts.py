@@ -44,6 +44,20 @@ def excerpt(text: str | None, limit: int = 80, *, markdown: bool = False) -> str
     return flat.replace("|", "\\|") if markdown else flat
 
 
+HIDDEN_TEXT = "(text not shown: CLAUDE_SESSIONS_DASHBOARD_TEXT is off)"
+
+
+def answer_excerpt(text: str | None, limit: int = 80, *, markdown: bool = False) -> str:
+    """`excerpt` of a model's answer (or a decision payload) for the dashboard, unless
+    ``CLAUDE_SESSIONS_DASHBOARD_TEXT`` is off: Prefect keeps logs and artifacts in its own
+    database, out of reach of a purge, so teams with sensitive text turn this off."""
+    from prefect_claude_sessions.storage.settings import get_settings
+
+    if not get_settings().dashboard_text:
+        return HIDDEN_TEXT
+    return excerpt(text, limit, markdown=markdown)
+
+
 def money(cost: float | None) -> str:
     """A cost as operators read it: ``$0.0118``."""
     return f"${(cost or 0.0):.4f}"
@@ -120,7 +134,7 @@ def flow_run_report(engine: Any, flow_run_id: str, notes: ReportNotes | None = N
             f"| {i} | {excerpt(notes.labels.get(t.idempotency_key, ''), 40, markdown=True)} | "
             f"`{t.session_id[:8]}` | {t.operation} | "
             f"{'replayed' if replayed else t.status.value} | {t.duration_ms or 0} ms | "
-            f"{money(0.0 if replayed else t.cost_usd)} | {excerpt(t.result_text, 60, markdown=True)} |"
+            f"{money(0.0 if replayed else t.cost_usd)} | {answer_excerpt(t.result_text, 60, markdown=True)} |"
             for i, (t, replayed) in enumerate(run_turns, start=1)
         ]
         sent = [t for t, replayed in run_turns if not replayed]

@@ -22,7 +22,7 @@ from prefect.tasks import exponential_backoff
 from prefect_claude_sessions.storage import SQLModelSessionStore, database_url
 
 from . import events
-from .artifacts import excerpt, money, report_publisher
+from .artifacts import answer_excerpt, excerpt, money, report_publisher
 from .context import current_run
 from .credentials import resolve_credentials
 from .errors import agent_settings, should_retry
@@ -212,13 +212,13 @@ def outcome_line(result: SessionTurn, source: str | None = None) -> str:
     if result.replayed:
         return (
             f"{sessions_part} [{result.agent}]: replayed from the store, no prompt sent; "
-            f"answer: “{excerpt(result.text, 160)}”"
+            f"answer: “{answer_excerpt(result.text, 160)}”"
         )
     tokens_in, tokens_out = _tokens(result.usage or {})
     return (
         f"{sessions_part} [{result.agent}]: {money(result.cost_usd)}, "
         f"{tokens_in} tokens in, {tokens_out} out, {result.duration_ms} ms; "
-        f"answer: “{excerpt(result.text, 160)}”"
+        f"answer: “{answer_excerpt(result.text, 160)}”"
     )
 
 
@@ -310,7 +310,7 @@ def _after(
         state = "recorded" if result.created else "already recorded, not again"
         _log(
             f"session {result.session_id}: decision {result.key!r} {state} ({result.id}): "
-            f"{excerpt(json.dumps(result.payload, default=str), 200)}"
+            f"{answer_excerpt(json.dumps(result.payload, default=str), 200)}"
         )
         key, replayed = None, False
     ctx = current_run()

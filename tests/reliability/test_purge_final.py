@@ -55,6 +55,9 @@ def world(tmp_path, standin, database_url, monkeypatch, prefect_harness):
     """A worker on SQLite or PostgreSQL, the real CLI against the stand-in model."""
     work = enter_worker_world(tmp_path, standin, database_url, monkeypatch)
     monkeypatch.delenv("CLAUDE_SESSIONS_ENCRYPTION_KEY", raising=False)
+    # The configuration for sensitive text: no answer excerpts in Prefect's logs and artifacts,
+    # which live in Prefect's database where a purge cannot reach (test_dashboard_text_setting).
+    monkeypatch.setenv("CLAUDE_SESSIONS_DASHBOARD_TEXT", "false")
     yield work
     standin.clear_faults()
 
