@@ -63,3 +63,13 @@ class Sampler:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+def no_cli_children_left() -> None:
+    """Close this process's default pool (earlier tests leave warm CLIs in it, by design) and
+    wait for its CLIs to exit, so a count of CLI children starts from zero."""
+    from prefect_claude_sessions.tasks.client_pool import default_pool
+
+    default_pool().close()
+    left = settle(set, timeout_s=15.0)
+    assert left == set(), f"CLI processes of earlier tests still running: {sorted(left)}"

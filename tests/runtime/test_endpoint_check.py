@@ -15,7 +15,14 @@ from prefect_claude_sessions.tasks.runtime import run_turn, run_turn_sync
 
 from tests.conftest import enter_worker_world
 
-from .cli_processes import cli_children
+from .cli_processes import cli_children, no_cli_children_left
+
+
+@pytest.fixture(autouse=True)
+def _count_from_zero() -> None:
+    """Earlier tests' warm CLIs (the default pool keeps them) would be counted as ours."""
+    no_cli_children_left()
+
 
 pytestmark = pytest.mark.cli
 

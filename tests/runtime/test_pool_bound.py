@@ -14,7 +14,14 @@ from prefect_claude_sessions.tasks.client_pool import ClientPool
 from prefect_claude_sessions.tasks.errors import TransientAgentError
 from prefect_claude_sessions.tasks.runtime import run_turn, run_turn_sync
 
-from .cli_processes import Sampler, cli_children, settle
+from .cli_processes import Sampler, cli_children, no_cli_children_left, settle
+
+
+@pytest.fixture(autouse=True)
+def _count_from_zero() -> None:
+    """Earlier tests' warm CLIs (the default pool keeps them) would be counted as ours."""
+    no_cli_children_left()
+
 
 pytestmark = pytest.mark.cli
 
