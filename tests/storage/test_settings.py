@@ -46,6 +46,7 @@ def test_defaults_when_nothing_is_set(tmp_path) -> None:
     assert s.max_prompt_chars == 200_000
     assert s.redact == ()
     assert s.report_interval_s == 5.0
+    assert s.dashboard_text is True
 
 
 def test_every_field_reads_its_prefixed_variable(monkeypatch, tmp_path) -> None:
@@ -66,6 +67,7 @@ def test_every_field_reads_its_prefixed_variable(monkeypatch, tmp_path) -> None:
         "CLAUDE_SESSIONS_MAX_PROMPT_CHARS": "50",
         "CLAUDE_SESSIONS_REDACT": " contacts , ,other",
         "CLAUDE_SESSIONS_REPORT_INTERVAL_S": "0.5",
+        "CLAUDE_SESSIONS_DASHBOARD_TEXT": "false",
     }
     assert set(values) == {env_name(f) for f in FIELDS}, "this test lists every field"
     for name, value in values.items():
@@ -84,6 +86,7 @@ def test_every_field_reads_its_prefixed_variable(monkeypatch, tmp_path) -> None:
     assert s.max_prompt_chars == 50
     assert s.redact == ("contacts", "other")
     assert s.report_interval_s == 0.5
+    assert s.dashboard_text is False
     # the same environment given as a mapping parses to the same settings
     assert ClaudeSessionsSettings.from_environ({**values, "HOME": str(tmp_path)}) == s
 
