@@ -75,7 +75,9 @@ def run(sizes: list[int], store_kind: str) -> dict:
                     emails = [Email.model_validate(e) for e in generate_inbox(n, f"n{n}")]
                     with RssSampler() as rss:
                         started = time.perf_counter()
-                        out = email_triage(team=f"bench{n}", emails=emails, hand_off=True)
+                        out = email_triage(
+                            team=f"bench{n}", emails=emails, hand_off=True, review_priorities=[]
+                        )
                         seconds = time.perf_counter() - started
                     assert len(out) == n
                     handoffs = sum(1 for r in out if r.specialist_session_id)
@@ -90,7 +92,9 @@ def run(sizes: list[int], store_kind: str) -> dict:
                 n = sizes[0]
                 emails = [Email.model_validate(e) for e in generate_inbox(n, f"noh{n}")]
                 started = time.perf_counter()
-                email_triage(team=f"benchnohand{n}", emails=emails, hand_off=False)
+                email_triage(
+                    team=f"benchnohand{n}", emails=emails, hand_off=False, review_priorities=[]
+                )
                 seconds = time.perf_counter() - started
                 results["baselines"]["flow_without_handoff"] = {
                     "emails": n,

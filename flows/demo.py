@@ -381,6 +381,7 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
         console,
         team=DEMO_TEAM,
         emails=inbox,
+        review_priorities=[],  # unattended: no person answers (see docs/GUARDRAILS.md)
     )
     report.runs.append(triage)
     report.triage_session_id = results[-1].session_id if results else None
@@ -393,6 +394,7 @@ def run_demo_flows(services: DemoServices, console: Console) -> DemoReport:
         console,
         team=DEMO_TEAM,
         emails=inbox,
+        review_priorities=[],  # unattended: no person answers (see docs/GUARDRAILS.md)
     )
     report.runs.append(rerun)
     report.replayed = len(inbox)

@@ -20,6 +20,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect_claude_sessions.storage import (
     SessionOrigin,
@@ -27,6 +28,7 @@ from prefect_claude_sessions.storage import (
 )
 from prefect_claude_sessions.tasks import (
     SessionTurn,
+    ask_human,
     handoff_session,
     init_session,
     record_decision,
@@ -68,6 +70,19 @@ class TriageResult(BaseModel):
     specialist_session_id: str | None = None
     specialist_answer: str | None = None
     already_triaged: bool = False
+    reply_status: str | None = Field(
+        default=None,
+        description="for reviewed priorities: approved, edited or rejected by a person; "
+        "None when the reply needed no review",
+    )
+
+
+class ReplyReview(RunInput):
+    """A person's review of a draft reply (the dashboard's form) before it counts as sent."""
+
+    approved: bool
+    comment: str = ""
+    reply: str = Field(default="", description="an edited reply to send instead; empty: the draft")
 
 
 def load_inbox(path: str | Path | None = None) -> list[Email]:
@@ -164,6 +179,8 @@ def email_triage(
     inbox_path: str | None = None,
     emails: list[Email] | None = None,
     hand_off: bool = True,
+    review_priorities: list[str] | None = None,
+    review_timeout_s: int = 86400,
 ) -> list[TriageResult]:
     """Triage an inbox in the team's long-lived session: categorise, prioritise, draft a reply,
     record each decision and hand technical or billing cases to a specialist.
@@ -175,9 +192,17 @@ def email_triage(
             bundled sample inbox.
         emails: The e-mails themselves, instead of a file (takes precedence over inbox_path).
         hand_off: Hand technical and billing cases to the specialist agent.
+        review_priorities: Priorities whose draft reply waits for a person's approval or edit
+            in the dashboard before it counts as sent (default ["P1"]; [] for none). The team's
+            session is told the outcome, so it learns from it.
+        review_timeout_s: How long a review may wait for a person, in seconds.
     """
+    if review_priorities is None:
+        review_priorities = list(DEFAULT_REVIEW_PRIORITIES)
     with session_report() as notes:
-        results, sent = _triage(team, inbox_path, emails, hand_off, notes)
+        results, sent = _triage(
+            team, inbox_path, emails, hand_off, notes, review_priorities, review_timeout_s
+        )
         replayed = len(results) - sent
         line = (
             f"{replayed} of {len(results)} e-mails already triaged, "
@@ -194,6 +219,8 @@ def _triage(
     emails: list[Email] | None,
     hand_off: bool,
     notes: ReportNotes,
+    review_priorities: list[str] | None = None,
+    review_timeout_s: int = 86400,
 ) -> tuple[list[TriageResult], int]:
     """The triage itself: (one result per e-mail, how many e-mails were sent to the model)."""
     logger = get_run_logger()
@@ -248,7 +275,12 @@ def _triage(
         last, session_id = turn, turn.session_id
         if email.subject:
             notes.labels[turn.turn_key] = f"{email.id}: {email.subject}"
-        verdict = parse_triage(turn.text)
+        verdict: dict[str, Any] = dict(parse_triage(turn.text))
+        if verdict["priority"] in (review_priorities or ()):
+            # Before the decision is recorded: a suspended run re-runs from the start, replays
+            # this turn from the store and finds the answer ask_human stored.
+            verdict.update(_review_reply(turn, email, verdict, key, review_timeout_s))
+            last = turn = _tell_the_outcome(turn, email, verdict, key)
         record_decision(turn, "triage", {"email_id": email.id, **verdict}, idempotency_key=key)
         result = TriageResult(email_id=email.id, session_id=turn.session_id, **verdict)
         specialist = SPECIALIST_FOR_CATEGORY.get(verdict["category"])
@@ -284,6 +316,54 @@ def _triage(
     return results, sent
 
 
+DEFAULT_REVIEW_PRIORITIES = ("P1",)
+
+
+def _review_reply(
+    turn: SessionTurn, email: Email, verdict: dict[str, Any], key: str, timeout_s: int
+) -> dict[str, Any]:
+    """Ask a person to approve or edit the draft reply; returns the reply that counts and its
+    status (approved, edited, rejected)."""
+    question = (
+        f"Send this reply to e-mail {email.id} ({verdict['priority']}: {email.subject or '-'})?"
+        f"\n\n{verdict['reply'] or '(no draft reply)'}"
+    )
+    answer = ask_human(
+        turn, question, form=ReplyReview, timeout_s=timeout_s, idempotency_key=f"{key}:review"
+    )
+    edited = str(getattr(answer, "reply", "") or "").strip()
+    if not getattr(answer, "approved", False):
+        status = "rejected"
+    else:
+        status = "edited" if edited and edited != verdict["reply"] else "approved"
+    return {
+        "reply": edited if status == "edited" else verdict["reply"],
+        "reply_status": status,
+        "review_comment": str(getattr(answer, "comment", "") or ""),
+    }
+
+
+def _tell_the_outcome(
+    turn: SessionTurn, email: Email, verdict: dict[str, Any], key: str
+) -> SessionTurn:
+    """Tell the team's session what the person decided, so later drafts learn from it."""
+    said = {
+        "approved": "approved your draft reply as it was and it was sent",
+        "edited": f"edited your draft reply before sending it. The reply sent: {verdict['reply']}",
+        "rejected": "rejected your draft reply; it was not sent",
+    }[verdict["reply_status"]]
+    comment = verdict.get("review_comment")
+    return resume_session(
+        turn.session_id,
+        f"Review of your reply to e-mail {email.id}: a person {said}."
+        + (f" Their comment: {comment}" if comment else "")
+        + " Take this into account for similar e-mails; no need to answer at length.",
+        idempotency_key=f"{key}:review-outcome",
+        label=f"{email.id} review",
+        wait_for=[turn],
+    )
+
+
 def _from_record(email_id: str, record: dict[str, Any]) -> TriageResult:
     verdict = record["triage"]
     handoff = record.get("handoff") or {}
@@ -293,6 +373,7 @@ def _from_record(email_id: str, record: dict[str, Any]) -> TriageResult:
         priority=str(verdict.get("priority", "")),
         summary=str(verdict.get("summary", "")),
         reply=str(verdict.get("reply", "")),
+        reply_status=verdict.get("reply_status"),
         session_id=record["session_id"],
         specialist_session_id=handoff.get("session_id"),
         already_triaged=True,
@@ -304,6 +385,7 @@ def _row(result: TriageResult) -> dict[str, Any]:
         "e-mail": result.email_id,
         "category": result.category,
         "priority": result.priority,
+        "review": result.reply_status or "",
         "summary": answer_excerpt(result.summary, 200),
         "session": result.session_id[:8],
         "specialist session": (result.specialist_session_id or "")[:8],

@@ -68,7 +68,7 @@ def test_a_triage_run_page_and_its_report_in_a_browser(tmp_path: Path, standin) 
             "import json, sys\n"
             "from prefect_claude_sessions.flows.triage import Email, email_triage\n"
             "state = email_triage(team='browser', emails=[Email(**e) for e in json.loads("
-            "sys.argv[1])], return_state=True)\n"
+            "sys.argv[1])], review_priorities=[], return_state=True)\n"
             "print(state.state_details.flow_run_id)\n"
             "sys.exit(0 if state.is_completed() else 1)\n"
         )

@@ -187,7 +187,7 @@ def test_triage_and_exploration_runs(deployed: Deployed, start_worker, tmp_path:
     worker = start_worker(POOL, name=unique_name("worker"), env=deployed.worker_env(machine))
 
     started = time.monotonic()
-    triage_run = run_deployment(server, TRIAGE, {"team": "e2e-one"})
+    triage_run = run_deployment(server, TRIAGE, {"team": "e2e-one", "review_priorities": []})
     explore_run = run_deployment(
         server,
         EXPLORE,
@@ -284,7 +284,12 @@ def test_two_machines_continue_one_session(deployed: Deployed, start_worker, tmp
     first = run_deployment(
         server,
         TRIAGE,
-        {"team": team, "hand_off": False, "emails": [e.model_dump() for e in inbox[:3]]},
+        {
+            "team": team,
+            "hand_off": False,
+            "review_priorities": [],
+            "emails": [e.model_dump() for e in inbox[:3]],
+        },
     )
     run = wait_for_flow_run(server, first, timeout=300, expect="COMPLETED")
     here = by_name[run["labels"]["prefect.worker.name"]]
@@ -302,7 +307,12 @@ def test_two_machines_continue_one_session(deployed: Deployed, start_worker, tmp
     second = run_deployment(
         server,
         TRIAGE,
-        {"team": team, "hand_off": False, "emails": [e.model_dump() for e in inbox[:5]]},
+        {
+            "team": team,
+            "hand_off": False,
+            "review_priorities": [],
+            "emails": [e.model_dump() for e in inbox[:5]],
+        },
     )
     run = wait_for_flow_run(server, second, timeout=300, expect="COMPLETED")
     assert by_name[run["labels"]["prefect.worker.name"]] == there

@@ -28,7 +28,7 @@ COST = re.compile(r"\$\d+\.\d{4}\b")
 
 def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
     inbox = load_inbox()
-    results, run_id = run_flow(email_triage, team="support")
+    results, run_id = run_flow(email_triage, review_priorities=[], team="support")
     team = results[0].session_id
     handed = {r.email_id: r for r in results if r.specialist_session_id}
     assert handed
@@ -117,7 +117,7 @@ def test_a_triage_run_reads_well_in_the_dashboard(workspace, standin):
 
     # A re-run replays every e-mail from the store: it says so, in its log and its report.
     standin.clear_requests()
-    _, again = run_flow(email_triage, team="support")
+    _, again = run_flow(email_triage, review_priorities=[], team="support")
     assert main_requests(standin) == []
     (second,) = lineage_reports(again)
     assert second.key == "claude-sessions-email-triage"

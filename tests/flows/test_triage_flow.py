@@ -18,7 +18,7 @@ EXPECTED_CATEGORY = {"msg-0001": "technical", "msg-0002": "billing", "msg-0003":
 
 def test_triage_keeps_one_session_across_runs_and_never_repeats(workspace_any_db, standin):
     inbox = load_inbox()
-    results, run_id = run_flow(email_triage, team="support")
+    results, run_id = run_flow(email_triage, review_priorities=[], team="support")
 
     # One long-lived team session; every e-mail a turn of it, each decided once.
     assert [r.email_id for r in results] == [e.id for e in inbox]
@@ -65,7 +65,7 @@ def test_triage_keeps_one_session_across_runs_and_never_repeats(workspace_any_db
 
     # A second scheduled run over the same inbox: nothing is sent, nothing recorded twice.
     standin.clear_requests()
-    again, _ = run_flow(email_triage, team="support")
+    again, _ = run_flow(email_triage, review_priorities=[], team="support")
     assert main_requests(standin) == []
     assert all(r.already_triaged for r in again)
     assert [(r.email_id, r.category, r.specialist_session_id) for r in again] == [
@@ -82,7 +82,7 @@ def test_triage_keeps_one_session_across_runs_and_never_repeats(workspace_any_db
     new = Email(
         id="msg-0100", sender="ap@contoso.example", subject="Refund", body="Where is my refund?"
     )
-    third, _ = run_flow(email_triage, team="support", emails=[inbox[0], new])
+    third, _ = run_flow(email_triage, review_priorities=[], team="support", emails=[inbox[0], new])
     assert third[0].already_triaged and not third[1].already_triaged
     assert third[1].session_id == team_session
     assert third[1].category == "billing" and third[1].specialist_session_id
@@ -94,13 +94,17 @@ def test_triage_keeps_one_session_across_runs_and_never_repeats(workspace_any_db
 
 def test_teams_have_separate_sessions_and_bad_team_names_fail(workspace, standin):
     one = [Email(id="a-1", subject="Hi", body="Please send me a quote for 10 seats.")]
-    sales, _ = run_flow(email_triage, team="sales-eu", emails=one, hand_off=False)
-    other, _ = run_flow(email_triage, team="sales-us", emails=one, hand_off=False)
+    sales, _ = run_flow(
+        email_triage, review_priorities=[], team="sales-eu", emails=one, hand_off=False
+    )
+    other, _ = run_flow(
+        email_triage, review_priorities=[], team="sales-us", emails=one, hand_off=False
+    )
     assert sales[0].session_id != other[0].session_id
     assert not sales[0].already_triaged and not other[0].already_triaged
     assert len(triage_requests(standin)) == 2
 
-    state = email_triage(team="Sales EU", emails=one, return_state=True)
+    state = email_triage(team="Sales EU", emails=one, review_priorities=[], return_state=True)
     assert state.is_failed()
     assert "lower-case" in state.message or "lower-case" in str(
         state.result(raise_on_failure=False)
@@ -125,7 +129,9 @@ def test_a_run_that_crashed_after_opening_the_session_does_not_resend_its_first_
         )
 
     crashed_run()
-    results, _ = run_flow(email_triage, team="ops", emails=[first, second], hand_off=False)
+    results, _ = run_flow(
+        email_triage, review_priorities=[], team="ops", emails=[first, second], hand_off=False
+    )
 
     prompts = [r["user_turns"][-1] for r in triage_requests(standin)]
     assert prompts == [first.as_prompt(), second.as_prompt()]  # the first e-mail went out once
