@@ -854,3 +854,89 @@ def read_flow_run_graph(server: PrefectServer, flow_run_id: str) -> dict:
 def unique_name(prefix: str) -> str:
     """``prefix-xxxxxxxx``: pool and deployment names that cannot collide across tests."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------------------
+# the model and a user's project
+# --------------------------------------------------------------------------------------
+
+
+class StandinProcess(ManagedProcess):
+    """The project's stand-in Messages-API model in its own process on a free port, so flow
+    runs of other processes (workers, scripts) reach it; :meth:`start` waits until it answers.
+    ``request_log`` makes it append every request it served to that JSONL file."""
+
+    def __init__(self, workdir: Path, *, request_log: Path | None = None) -> None:
+        self.port = free_port()
+        args = [sys.executable, "-m", "prefect_claude_sessions.tasks.standin"]
+        args += ["--port", str(self.port)]
+        if request_log is not None:
+            args += ["--log", str(request_log)]
+        super().__init__(
+            "stand-in model", args, env={**os.environ}, cwd=workdir, log_path=workdir / "model.log"
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def model(self):  # -> StandinModel (imported late: the harness stays light to import)
+        from prefect_claude_sessions.tasks.standin import StandinModel
+
+        return StandinModel.attach(self.url)
+
+    def healthy(self) -> bool:
+        try:
+            return bool(self.model().health().get("ok"))
+        except Exception:
+            return False
+
+    def start(self) -> StandinProcess:
+        super().start()
+        wait_until(self.healthy, timeout=30, message=lambda: f"no answer\n{self.describe()}")
+        return self
+
+    def __enter__(self) -> StandinProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def machine_env(standin_url: str, store_url: str, machine: Path, **extra: str) -> dict[str, str]:
+    """What one machine's worker (and so its flow-run processes) gets: the model's credentials,
+    the shared session store, and its own folder of local transcripts under ``machine``."""
+    from prefect_claude_sessions.tasks.standin import StandinModel
+
+    (machine / "claude").mkdir(parents=True, exist_ok=True)
+    return {
+        **StandinModel.attach(standin_url).env(),
+        "CLAUDE_SESSIONS_DATABASE_URL": store_url,
+        "CLAUDE_CONFIG_DIR": str(machine / "claude"),
+        **extra,
+    }
+
+
+def write_project(
+    project: Path, *, name: str, pool: str, flows: Mapping[str, str], deployments: Mapping[str, str]
+) -> Path:
+    """A user's scratch project: ``flows`` (module name -> source) beside a ``prefect.yaml``
+    whose ``deployments`` (deployment name -> entrypoint) run on the process pool ``pool``."""
+    project.mkdir(parents=True, exist_ok=True)
+    for module, source in flows.items():
+        (project / f"{module}.py").write_text(source)
+    spec = {
+        "name": name,
+        "prefect-version": "3.9.1",
+        "pull": [],
+        "deployments": [
+            {
+                "name": deployment,
+                "entrypoint": entrypoint,
+                "work_pool": {"name": pool, "job_variables": {"working_dir": "."}},
+            }
+            for deployment, entrypoint in deployments.items()
+        ],
+    }
+    (project / "prefect.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return project

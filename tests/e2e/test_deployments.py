@@ -11,8 +11,6 @@ from what the model received.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,12 +34,12 @@ from prefect_claude_sessions.tasks.standin import StandinModel
 from tests.conftest import drop_postgres_database, make_postgres_database
 from tests.e2e.harness import (
     REPO_ROOT,
-    ManagedProcess,
     PrefectServer,
+    StandinProcess,
     create_process_pool,
     delete_pool,
     deploy_all,
-    free_port,
+    machine_env,
     read_artifacts,
     read_events,
     record_timing,
@@ -88,12 +86,7 @@ class Deployed:
     def worker_env(self, machine: Path) -> dict[str, str]:
         """What a machine's worker (and so its flow-run processes) gets: model credentials,
         the shared store, and its own local transcript folder."""
-        (machine / "claude").mkdir(parents=True, exist_ok=True)
-        return {
-            **StandinModel.attach(self.standin_url).env(),
-            "CLAUDE_SESSIONS_DATABASE_URL": self.store_url,
-            "CLAUDE_CONFIG_DIR": str(machine / "claude"),
-        }
+        return machine_env(self.standin_url, self.store_url, machine)
 
     def model(self):
         return StandinModel.attach(self.standin_url)
@@ -107,30 +100,10 @@ def deployed(
     assert server.alive(), server.diagnostics()
     root = tmp_path_factory.mktemp("deployments")
 
-    port = free_port()
-    model = ManagedProcess(
-        "stand-in model",
-        [
-            sys.executable,
-            "-m",
-            "prefect_claude_sessions.tasks.standin",
-            "--port",
-            str(port),
-            "--log",
-            str(root / "model.jsonl"),
-        ],
-        env={**os.environ},
-        cwd=root,
-        log_path=root / "model.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+    model = StandinProcess(root, request_log=root / "model.jsonl").start()
+    url = model.url
     db_name, store_url = make_postgres_database("cs_e2e_store")
     try:
-        wait_until(
-            lambda: _healthy(url),
-            timeout=30,
-            message=lambda: f"stand-in never answered\n{model.describe()}",
-        )
         create_process_pool(server, POOL)
         spec = REPO_ROOT / "prefect.yaml"
         before = spec.read_bytes()
@@ -142,13 +115,6 @@ def deployed(
         model.stop()
         dispose_engines()
         drop_postgres_database(db_name)
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return bool(StandinModel.attach(url).health().get("ok"))
-    except Exception:
-        return False
 
 
 def table(server: PrefectServer, run_id: str, key: str) -> list[dict]:

@@ -6,26 +6,12 @@ is not asked again), the approved Write runs there, and the model gets its resul
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import pytest
-from prefect_claude_sessions.storage import decisions, dispose_engines, get_engine, open_db
-from prefect_claude_sessions.tasks.standin import StandinModel
+from prefect_claude_sessions.storage import decisions, get_engine, open_db
 
-from tests.conftest import drop_postgres_database, make_postgres_database
-from tests.e2e.harness import (
-    ManagedProcess,
-    deploy_all,
-    free_port,
-    read_flow_run,
-    run_deployment,
-    wait_for_flow_run,
-    wait_until,
-)
-
-from .test_ask_human_deployment import _healthy
+from tests.e2e.harness import read_flow_run, run_deployment, wait_for_flow_run, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.cli, pytest.mark.slow]
 
@@ -51,78 +37,43 @@ def gated(workdir: str):
 
 
 def test_a_suspended_tool_review_is_approved_and_the_tool_runs_on_another_worker(
-    prefect_server, process_pool, start_worker, tmp_path: Path
+    deploy_project, process_pool, start_worker, tmp_path: Path
 ):
-    server = prefect_server
-    project = tmp_path / "project"
-    project.mkdir()
     work = tmp_path / "work"
     work.mkdir()
-    (project / "gated_flow.py").write_text(FLOW)
-    (project / "prefect.yaml").write_text(
-        "name: approval-e2e\nprefect-version: 3.9.1\npull: []\ndeployments:\n"
-        "  - name: gated\n    entrypoint: gated_flow:gated\n"
-        f"    work_pool:\n      name: {process_pool}\n      job_variables:\n"
-        '        working_dir: "."\n'
+    deployed = deploy_project(flows={"gated_flow": FLOW}, deployments={"gated": "gated_flow:gated"})
+    server = deployed.server
+    first = start_worker(process_pool, name="machine-a", env=deployed.machine("a"))
+    run_id = run_deployment(server, "gated/gated", params={"workdir": str(work)})
+    run = wait_until(
+        lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
+        timeout=180,
+        message=lambda: server.diagnostics(run_id),
     )
-    port = free_port()
-    model = ManagedProcess(
-        "stand-in model",
-        [sys.executable, "-m", "prefect_claude_sessions.tasks.standin", "--port", str(port)],
-        env={**os.environ},
-        cwd=tmp_path,
-        log_path=tmp_path / "model.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    db_name, store_url = make_postgres_database("cs_approval_store")
-    try:
-        wait_until(lambda: _healthy(url), timeout=30, message=lambda: model.describe())
-        deploy_all(server, project, env=server.env(PYTHONPATH=str(project)))
+    assert run["state_name"] == "Suspended"
+    wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+    first.stop()
+    assert not (work / "out.txt").exists()  # the call waits; nothing ran
+    standin = deployed.standin.model()
+    asked = standin.requests(kind="main")
+    assert [r["tool_calls"][0]["name"] for r in asked] == ["Write"]
 
-        def machine(name: str) -> dict[str, str]:
-            (tmp_path / name / "claude").mkdir(parents=True)
-            return {
-                **StandinModel.attach(url).env(),
-                "CLAUDE_SESSIONS_DATABASE_URL": store_url,
-                "CLAUDE_CONFIG_DIR": str(tmp_path / name / "claude"),
-                "PYTHONPATH": str(project),
-            }
-
-        first = start_worker(process_pool, name="machine-a", env=machine("a"))
-        run_id = run_deployment(server, "gated/gated", params={"workdir": str(work)})
-        run = wait_until(
-            lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
-            timeout=180,
-            message=lambda: server.diagnostics(run_id),
-        )
-        assert run["state_name"] == "Suspended"
-        wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
-        first.stop()
-        assert not (work / "out.txt").exists()  # the call waits; nothing ran
-        standin = StandinModel.attach(url)
-        asked = standin.requests(kind="main")
-        assert [r["tool_calls"][0]["name"] for r in asked] == ["Write"]
-
-        accepted = server.post(
-            f"/flow_runs/{run_id}/resume",
-            {"run_input": {"approved": True, "comment": "ship it"}},
-        )
-        assert accepted["status"] == "ACCEPT", accepted
-        start_worker(process_pool, name="machine-b", env=machine("b"))
-        done = wait_for_flow_run(server, run_id, timeout=240, expect="COMPLETED")
-        assert done["labels"].get("prefect.worker.name") == "machine-b"
-        assert (work / "out.txt").read_text() == "SHIPPED"
-        requests = standin.requests(kind="main")
-        # the first turn was replayed, not sent again; one continuation call with the result
-        assert len(requests) == 2, [r["user_turns"] for r in requests]
-        last = requests[-1]["messages"][-1]["content"]
-        results = [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"]
-        assert len(results) == 1 and not results[0].get("is_error")
-        assert requests[-1]["reply_text"].startswith("After the tool: File created")
-        with open_db(get_engine(store_url)) as db:
-            statuses = [d.payload["status"] for d in decisions.list_decisions(db, key="human")]
-        assert statuses == ["pending", "answered"]
-    finally:
-        model.stop()
-        dispose_engines()
-        drop_postgres_database(db_name)
+    accepted = server.post(
+        f"/flow_runs/{run_id}/resume",
+        {"run_input": {"approved": True, "comment": "ship it"}},
+    )
+    assert accepted["status"] == "ACCEPT", accepted
+    start_worker(process_pool, name="machine-b", env=deployed.machine("b"))
+    done = wait_for_flow_run(server, run_id, timeout=240, expect="COMPLETED")
+    assert done["labels"].get("prefect.worker.name") == "machine-b"
+    assert (work / "out.txt").read_text() == "SHIPPED"
+    requests = standin.requests(kind="main")
+    # the first turn was replayed, not sent again; one continuation call with the result
+    assert len(requests) == 2, [r["user_turns"] for r in requests]
+    last = requests[-1]["messages"][-1]["content"]
+    results = [b for b in last if isinstance(b, dict) and b.get("type") == "tool_result"]
+    assert len(results) == 1 and not results[0].get("is_error")
+    assert requests[-1]["reply_text"].startswith("After the tool: File created")
+    with open_db(get_engine(deployed.store_url)) as db:
+        statuses = [d.payload["status"] for d in decisions.list_decisions(db, key="human")]
+    assert statuses == ["pending", "answered"]

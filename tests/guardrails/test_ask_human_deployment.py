@@ -6,24 +6,10 @@ sent to the model again."""
 
 from __future__ import annotations
 
-import os
-import sys
-from pathlib import Path
-
 import pytest
-from prefect_claude_sessions.storage import decisions, dispose_engines, get_engine, open_db
-from prefect_claude_sessions.tasks.standin import StandinModel
+from prefect_claude_sessions.storage import decisions, get_engine, open_db
 
-from tests.conftest import drop_postgres_database, make_postgres_database
-from tests.e2e.harness import (
-    ManagedProcess,
-    deploy_all,
-    free_port,
-    read_flow_run,
-    run_deployment,
-    wait_for_flow_run,
-    wait_until,
-)
+from tests.e2e.harness import read_flow_run, run_deployment, wait_for_flow_run, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.cli, pytest.mark.slow]
 
@@ -50,90 +36,50 @@ def approval(prompt: str = "Draft a reply to ACME."):
 """
 
 
-def _healthy(url: str) -> bool:
-    try:
-        return bool(StandinModel.attach(url).health().get("ok"))
-    except Exception:
-        return False
-
-
 def test_a_suspended_deployment_run_is_answered_and_continues_on_another_worker(
-    prefect_server, process_pool, start_worker, tmp_path: Path
+    deploy_project, process_pool, start_worker
 ):
-    server = prefect_server
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "approval_flow.py").write_text(FLOW)
-    (project / "prefect.yaml").write_text(
-        "name: guard-e2e\nprefect-version: 3.9.1\npull: []\ndeployments:\n"
-        "  - name: approval\n    entrypoint: approval_flow:approval\n"
-        f"    work_pool:\n      name: {process_pool}\n      job_variables:\n"
-        '        working_dir: "."\n'
+    deployed = deploy_project(
+        flows={"approval_flow": FLOW}, deployments={"approval": "approval_flow:approval"}
     )
-    port = free_port()
-    model = ManagedProcess(
-        "stand-in model",
-        [sys.executable, "-m", "prefect_claude_sessions.tasks.standin", "--port", str(port)],
-        env={**os.environ},
-        cwd=tmp_path,
-        log_path=tmp_path / "model.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-    db_name, store_url = make_postgres_database("cs_guard_store")
-    try:
-        wait_until(lambda: _healthy(url), timeout=30, message=lambda: model.describe())
-        deploy_all(server, project, env=server.env(PYTHONPATH=str(project)))
+    server = deployed.server
+    first = start_worker(process_pool, name="machine-a", env=deployed.machine("a"))
+    run_id = run_deployment(server, "approval/approval")
+    run = wait_until(
+        lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
+        timeout=180,
+        message=lambda: server.diagnostics(run_id),
+    )
+    assert run["state_name"] == "Suspended"
+    # suspended: the flow-run process ended, no worker holds the run
+    wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+    first.stop()
+    standin = deployed.standin.model()
+    sent = [r["user_turns"][-1] for r in standin.requests(kind="main")]
+    assert sent == ["Draft a reply to ACME."]
 
-        def machine(name: str) -> dict[str, str]:
-            (tmp_path / name / "claude").mkdir(parents=True)
-            return {
-                **StandinModel.attach(url).env(),
-                "CLAUDE_SESSIONS_DATABASE_URL": store_url,
-                "CLAUDE_CONFIG_DIR": str(tmp_path / name / "claude"),
-                "PYTHONPATH": str(project),
-            }
+    with open_db(get_engine(deployed.store_url)) as db:
+        (pending,) = decisions.list_decisions(db, key="human")
+    assert pending.payload["status"] == "pending"
 
-        first = start_worker(process_pool, name="machine-a", env=machine("a"))
-        run_id = run_deployment(server, "approval/approval")
-        run = wait_until(
-            lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
-            timeout=180,
-            message=lambda: server.diagnostics(run_id),
-        )
-        assert run["state_name"] == "Suspended"
-        # suspended: the flow-run process ended, no worker holds the run
-        wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
-        first.stop()
-        standin = StandinModel.attach(url)
-        sent = [r["user_turns"][-1] for r in standin.requests(kind="main")]
-        assert sent == ["Draft a reply to ACME."]
+    # a form answer that fails validation is refused; then the real answer
+    refused = server.http.post(
+        f"/flow_runs/{run_id}/resume", json={"run_input": {"approved": "perhaps"}}
+    )
+    assert refused.json().get("status") != "ACCEPT", refused.text
+    accepted = server.post(
+        f"/flow_runs/{run_id}/resume",
+        {"run_input": {"approved": True, "comment": "send it"}},
+    )
+    assert accepted["status"] == "ACCEPT", accepted
 
-        with open_db(get_engine(store_url)) as db:
-            (pending,) = decisions.list_decisions(db, key="human")
-        assert pending.payload["status"] == "pending"
-
-        # a form answer that fails validation is refused; then the real answer
-        refused = server.http.post(
-            f"/flow_runs/{run_id}/resume", json={"run_input": {"approved": "perhaps"}}
-        )
-        assert refused.json().get("status") != "ACCEPT", refused.text
-        accepted = server.post(
-            f"/flow_runs/{run_id}/resume",
-            {"run_input": {"approved": True, "comment": "send it"}},
-        )
-        assert accepted["status"] == "ACCEPT", accepted
-
-        start_worker(process_pool, name="machine-b", env=machine("b"))
-        done = wait_for_flow_run(server, run_id, timeout=240, expect="COMPLETED")
-        assert done["labels"].get("prefect.worker.name") == "machine-b"
-        user_turns = [r["user_turns"] for r in standin.requests(kind="main")]
-        # the draft was not sent again; the reviewer's answer reached the model with the history
-        assert [t[-1] for t in user_turns].count("Draft a reply to ACME.") == 1
-        assert user_turns[-1] == ["Draft a reply to ACME.", "Reviewer: approved=True; send it"]
-        with open_db(get_engine(store_url)) as db:
-            statuses = [d.payload["status"] for d in decisions.list_decisions(db, key="human")]
-        assert statuses == ["pending", "answered"]
-    finally:
-        model.stop()
-        dispose_engines()
-        drop_postgres_database(db_name)
+    start_worker(process_pool, name="machine-b", env=deployed.machine("b"))
+    done = wait_for_flow_run(server, run_id, timeout=240, expect="COMPLETED")
+    assert done["labels"].get("prefect.worker.name") == "machine-b"
+    user_turns = [r["user_turns"] for r in standin.requests(kind="main")]
+    # the draft was not sent again; the reviewer's answer reached the model with the history
+    assert [t[-1] for t in user_turns].count("Draft a reply to ACME.") == 1
+    assert user_turns[-1] == ["Draft a reply to ACME.", "Reviewer: approved=True; send it"]
+    with open_db(get_engine(deployed.store_url)) as db:
+        statuses = [d.payload["status"] for d in decisions.list_decisions(db, key="human")]
+    assert statuses == ["pending", "answered"]
