@@ -51,7 +51,8 @@ from sqlmodel import Session
 
 app = typer.Typer(
     name="claude-sessions",
-    help="Durable Claude Agent SDK sessions on Prefect: inspect the store, export, purge, demo.",
+    help="Durable Claude Agent SDK sessions on Prefect: inspect the store, export, purge, notify, "
+    "demo.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -705,6 +706,92 @@ def rotate_key_command(
         f"{sum(report.sealed.values())} values that were in clear, "
         f"{sum(report.current.values())} already current",
         highlight=False,
+    )
+
+
+@app.command("notify")
+@cli_errors
+def notify_command(
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            "--webhook-url",
+            metavar="URL",
+            help='POST each notification as {"text": ...} to this URL (a Slack or Teams '
+            "incoming webhook, or your own); saved as a secret in a Prefect webhook block.",
+            show_default=False,
+        ),
+    ] = None,
+    block: Annotated[
+        str | None,
+        typer.Option(
+            "--block",
+            metavar="TYPE/NAME",
+            help="Notify through this saved Prefect notification block instead "
+            "(see `prefect block ls`), e.g. slack-webhook/oncall or email/team.",
+            show_default=False,
+        ),
+    ] = None,
+    allow_private_url: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-url",
+            help="Let the webhook be on a private network (Prefect refuses such URLs unless told).",
+        ),
+    ] = False,
+    name: Annotated[str, typer.Option(help="The automation's name.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Notify someone whenever a session waits for a person (ask_human, review_pending_tool).
+
+    Creates, or updates in place, one Prefect automation on the event
+    claude-sessions.human.requested: the notification carries the question and a link to the
+    waiting run, whose page has the form. Talks to the server of PREFECT_API_URL.
+    """
+    import asyncio
+
+    import httpx
+    from prefect.settings import get_current_settings
+    from prefect_claude_sessions.flows.notifications import (
+        AUTOMATION_NAME,
+        notify_on_human_requests,
+    )
+
+    api_url = get_current_settings().api.url
+    if not api_url:
+        raise BadInput(
+            "PREFECT_API_URL is not set: point it at the Prefect server your deployments run on "
+            "(an automation on a temporary server would never fire)"
+        )
+    try:
+        made = asyncio.run(
+            notify_on_human_requests(
+                block=block,
+                webhook_url=webhook_url,
+                allow_private_url=allow_private_url,
+                name=name or AUTOMATION_NAME,
+            )
+        )
+    except httpx.HTTPError as exc:
+        raise BadInput(
+            f"cannot set up the automation on the Prefect API at {masked_url(api_url)}: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}"
+        ) from None
+    if as_json:
+        emit_json(
+            {
+                "automation_id": made.automation_id,
+                "name": made.name,
+                "block": made.block,
+                "created": made.created,
+            }
+        )
+        return
+    verb = "Created" if made.created else "Updated"
+    _consoles.out.print(
+        f"{verb} automation {made.name!r} ({made.automation_id}): each "
+        f"claude-sessions.human.requested event notifies through block {made.block}.",
+        soft_wrap=True,
     )
 
 

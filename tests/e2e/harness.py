@@ -940,3 +940,54 @@ def write_project(
     }
     (project / "prefect.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     return project
+
+
+class WebhookReceiver:
+    """An HTTP endpoint on a free local port that keeps every JSON body POSTed to it: where a
+    Prefect notification block sends, so a test reads what a person would have been sent."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                try:
+                    received.append({"path": self.path, "json": json.loads(raw)})
+                except ValueError:
+                    received.append({"path": self.path, "body": raw.decode(errors="replace")})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def wait_for(self, count: int = 1, timeout: float = 60.0) -> list[dict]:
+        """The first ``count`` bodies, once that many arrived (automations run in seconds)."""
+        wait_until(
+            lambda: len(self.received) >= count,
+            timeout=timeout,
+            message=lambda: f"{len(self.received)} of {count} notifications: {self.received}",
+        )
+        return self.received[:count]
+
+    def __enter__(self) -> WebhookReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
