@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo test lint typecheck screenshots install clean
 
 $(BIN)/claude-sessions: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ typecheck: install
 	mkdir -p .typecheck/prefect_claude_sessions
 	for p in tasks flows storage; do ln -sfn ../../$$p .typecheck/prefect_claude_sessions/$$p; done
 	cd .typecheck && ../$(BIN)/mypy --config-file ../pyproject.toml
+
+# The README's pictures of the review loop, retaken by the test that drives it in chromium.
+screenshots: install
+	CLAUDE_SESSIONS_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/guardrails/test_review_in_the_dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .typecheck

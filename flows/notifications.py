@@ -32,8 +32,9 @@ WEBHOOK_BLOCK_NAME = "claude-sessions-human-requested"
 # Jinja templates rendered by Prefect's server when the event arrives. ``flow_run`` is the run
 # the event came from (Prefect attaches it as a related resource); ``ui_url`` links to its page,
 # which shows the form.
-SUBJECT = "A Claude session waits for a person: {{ event.payload.question }}"
+SUBJECT = "A Claude session waits for a person: {{ event.payload.headline }}"
 BODY = (
+    "A Claude session waits for a person.\n\n"
     "{{ event.payload.question }}\n\n"
     "Session {{ event.payload.session_id }}"
     "{% if event.payload.agent %} (agent {{ event.payload.agent }}){% endif %}"
@@ -96,13 +97,13 @@ def check_webhook_url(url: str) -> str:
 async def save_webhook_block(
     url: str, *, block_name: str = WEBHOOK_BLOCK_NAME, allow_private_url: bool = False
 ) -> str:
-    """Save (or overwrite) a custom-webhook notification block that POSTs
-    ``{"text": subject + body}`` (what Slack's and Teams' incoming webhooks read) to ``url``;
-    returns its slug. The URL is kept as a secret field of the block."""
+    """Save (or overwrite) a custom-webhook notification block that POSTs ``{"text": body}``
+    (what Slack's and Teams' incoming webhooks read; the body holds all the subject says) to
+    ``url``; returns its slug. The URL is kept as a secret field of the block."""
     block = CustomWebhookNotificationBlock(
         name="claude-sessions",
         url=check_webhook_url(url),
-        json_data={"text": "{{subject}}\n\n{{body}}"},
+        json_data={"text": "{{body}}"},
         allow_private_urls=allow_private_url,
     )
     await block.asave(block_name, overwrite=True)

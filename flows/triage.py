@@ -82,7 +82,11 @@ class ReplyReview(RunInput):
 
     approved: bool
     comment: str = ""
-    reply: str = Field(default="", description="an edited reply to send instead; empty: the draft")
+    reply: str = Field(
+        default="",
+        description="the reply that is sent: the draft, pre-filled; edit it to send your version "
+        "(empty also sends the draft)",
+    )
 
 
 def load_inbox(path: str | Path | None = None) -> list[Email]:
@@ -115,7 +119,13 @@ def parse_triage(text: str) -> dict[str, str]:
     }
 
 
-@task(name="find-team-session", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(
+    name="find-team-session",
+    task_run_name="find session of team {team}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+)
 def team_session_id(team: str) -> str | None:
     """The team's long-lived triage session: the newest active one of its profile that began
     the conversation or continues it after a compaction (an operator's fork of it is not it)."""
@@ -126,7 +136,13 @@ def team_session_id(team: str) -> str | None:
     return main[0].id if main else None
 
 
-@task(name="read-triaged-emails", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(
+    name="read-triaged-emails",
+    task_run_name="read triaged e-mails",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+)
 def triaged_emails(session_id: str | None) -> dict[str, dict[str, Any]]:
     """E-mails already triaged in this session or the sessions it was compacted from:
     ``{email_id: {"triage": payload, "session_id": ..., "handoff": payload | None}}``."""
@@ -148,7 +164,13 @@ def triaged_emails(session_id: str | None) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in done.items() if "triage" in v}
 
 
-@task(name="read-opening-prompt", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+@task(
+    name="read-opening-prompt",
+    task_run_name="read opening prompt",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=2,
+)
 def opening_prompt_digest(session_id: str | None) -> str | None:
     """The digest of the prompt that started the session (its init turn), if any.
 
@@ -328,8 +350,10 @@ def _review_reply(
         f"Send this reply to e-mail {email.id} ({verdict['priority']}: {email.subject or '-'})?"
         f"\n\n{verdict['reply'] or '(no draft reply)'}"
     )
+    # the draft pre-filled in the form's reply field: the person edits it in place
+    form = ReplyReview.with_initial_data(reply=verdict["reply"] or "")
     answer = ask_human(
-        turn, question, form=ReplyReview, timeout_s=timeout_s, idempotency_key=f"{key}:review"
+        turn, question, form=form, timeout_s=timeout_s, idempotency_key=f"{key}:review"
     )
     edited = str(getattr(answer, "reply", "") or "").strip()
     if not getattr(answer, "approved", False):

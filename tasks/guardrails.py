@@ -30,6 +30,7 @@ from prefect.input import RunInput
 from prefect_claude_sessions.storage import decisions, open_db
 from pydantic import BaseModel, ConfigDict, Field
 
+from .artifacts import answer_excerpt
 from .context import current_run
 from .errors import InvalidInput, PermanentAgentError, scrub
 from .idempotency import digest
@@ -58,6 +59,10 @@ class ApprovalForm(RunInput):
 
     approved: bool
     comment: str = ""
+
+
+#: The longest first line of a question a notification's subject shows.
+HEADLINE_CHARS = 120
 
 
 class ToolReviewForm(RunInput):
@@ -176,7 +181,8 @@ def ask_human(
     if flow_ctx is None or flow_ctx.flow_run is None:
         raise InvalidInput("ask_human must be called in a flow body (it pauses the flow run)")
     service = get_service(database)
-    service.get_session(session_id)  # unknown or purged: refused before anything is recorded
+    # unknown or purged: refused before anything is recorded
+    agent = service.get_session(session_id).agent_name
     ctx = current_run()
     scope = service._scope(ctx, idempotency_key)
     # letters and hex only: no redactor (phone numbers, e-mail) can rewrite it, Prefect takes it
@@ -206,19 +212,29 @@ def ask_human(
         ctx=ctx,
         idempotency_key=f"{request_id}:pending",
     )
+    shown_question = scrub(question)
     service.emit(
         "human.requested",
         session_id,
+        agent=agent,
         payload={
             "request_id": request_id,
-            "question": scrub(question),
+            "question": shown_question,
+            "headline": headline(shown_question),
             "form": form_cls.__name__,
             "fields": list(form_cls.model_fields),
             "flow_run_id": ctx.flow_run_id,
             "timeout_s": timeout,
         },
     )
-    value = _wait(flow_ctx, form_cls, timeout, poll_interval_s, service, session_id, record, ctx)
+    if _resumed_at(flow_ctx.flow_run.id, request_id) is None:  # else answered: the re-run
+        _log(
+            f"waiting for a person: “{answer_excerpt(scrub(question), 200)}” (session "
+            f"{session_id}, form {form_cls.__name__}: answer with Resume on this run's page "
+            f"within {timeout} s)"
+        )
+    shown = _with_question(form_cls, question, session_id)
+    value = _wait(flow_ctx, shown, timeout, poll_interval_s, service, session_id, record, ctx)
     answered_at = _resumed_at(flow_ctx.flow_run.id, request_id)
     answer = {
         "answer": value.model_dump(mode="json"),
@@ -232,7 +248,39 @@ def ask_human(
         ctx=ctx,
         idempotency_key=f"{request_id}:answered",
     )
+    _log(
+        f"a person answered “{answer_excerpt(scrub(question), 80)}”: "
+        + ", ".join(f"{k}={answer_excerpt(str(v), 80)}" for k, v in answer["answer"].items())
+    )
     return _answer(session_id, request_id, question, answer, replayed=False)
+
+
+def headline(question: str, limit: int = HEADLINE_CHARS) -> str:
+    """The question's first line, cut to ``limit`` characters: a notification's subject."""
+    first = question.strip().splitlines()[0] if question.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+def _with_question(form_cls: type[RunInput], question: str, session_id: str) -> type[RunInput]:
+    """The form as the dashboard shows it: with the question above its fields, unless the form
+    brings its own description (a tool review shows the tool and its input)."""
+    if isinstance(getattr(form_cls, "_description", None), str):
+        return form_cls
+    text = (
+        f"{scrub(question)}\n\n---\n\nAsked about session `{session_id}`. "
+        "Submit your answer to continue the run."
+    )
+    return form_cls.with_initial_data(description=text)
+
+
+def _log(message: str) -> None:
+    """A line in the flow run's logs (the run page), or the package log outside a run."""
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(message)
+    except Exception:
+        logger.info(message)
 
 
 def _wait(

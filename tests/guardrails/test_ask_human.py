@@ -4,6 +4,7 @@ session and asking again returns it without pausing."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -106,7 +107,15 @@ def test_a_paused_flow_is_answered_through_the_api_and_the_answer_is_kept(
     assert requested["session_id"] == turn.session_id
     assert requested["payload"]["question"] == QUESTION
     assert requested["payload"]["fields"] == ["approved", "comment"]
+    assert requested["payload"]["headline"] == QUESTION.splitlines()[0][:120]
+    assert requested["agent"] == turn.agent
     assert [r["status"] for r in human_records(turn.session_id)] == ["pending"]
+
+    # The dashboard's form shows the question above its fields.
+    with get_client(sync_client=True) as client:
+        keyset = client.read_flow_run(run.id).state.state_details.run_input_keyset
+        shown = json.loads(client.read_flow_run_input(run.id, keyset["description"]))
+    assert shown.startswith(QUESTION) and turn.session_id in shown
 
     # An answer that fails the form's validation is refused; the run stays paused.
     with pytest.raises(RuntimeError, match="Cannot resume"):

@@ -44,6 +44,7 @@ EMIT = textwrap.dedent(
         event=sys.argv[1],
         resource={"prefect.resource.id": "claude-sessions.session.s-1", "prefect.resource.name": "s"},
         payload={"session_id": "s-1", "agent": "writer", "question": sys.argv[2],
+                 "headline": sys.argv[2].splitlines()[0],
                  "form": "ApprovalForm", "fields": ["approved", "comment"], "timeout_s": 600},
     )
     EventsWorker.drain_all()
@@ -73,7 +74,7 @@ def test_notify_creates_one_automation_that_delivers_the_question(
         # an event of another family does not notify; the request does, with its question
         for event, question in [
             ("claude-sessions.created", "not a question"),
-            (HUMAN_REQUESTED, "Send the refund to ACME?"),
+            (HUMAN_REQUESTED, "Send the refund to ACME?\n\nThey were charged twice."),
         ]:
             emitted = subprocess.run(
                 [str(VENV_BIN / "python"), "-c", EMIT, event, question],
@@ -85,7 +86,10 @@ def test_notify_creates_one_automation_that_delivers_the_question(
             assert emitted.returncode == 0, emitted.stderr
         (sent,) = hook.wait_for(1, timeout=90)
         text = sent["json"]["text"]
-        assert text.startswith("A Claude session waits for a person: Send the refund to ACME?")
+        assert text.startswith(
+            "A Claude session waits for a person.\n\n"
+            "Send the refund to ACME?\n\nThey were charged twice.\n\n"
+        ), text
         assert "Session s-1 (agent writer)" in text
         assert "ApprovalForm (approved, comment)" in text
         assert "not a question" not in json.dumps(hook.received)
