@@ -118,7 +118,7 @@ async def load_notification_block(slug: str) -> str:
             f"--block must be a block slug TYPE/NAME such as slack-webhook/oncall (got {slug!r})"
         )
     try:
-        block = await Block.aload(slug)
+        block: Block = await Block.aload(slug)
     except ValueError as exc:
         raise NotificationSetupError(f"--block {slug!r}: no such block on the server") from exc
     if not isinstance(block, NotificationBlock):

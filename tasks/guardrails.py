@@ -236,8 +236,9 @@ def ask_human(
     shown = _with_question(form_cls, question, session_id)
     value = _wait(flow_ctx, shown, timeout, poll_interval_s, service, session_id, record, ctx)
     answered_at = _resumed_at(flow_ctx.flow_run.id, request_id)
+    fields = value.model_dump(mode="json")
     answer = {
-        "answer": value.model_dump(mode="json"),
+        "answer": fields,
         "answered_by": getattr(value.metadata, "sender", None),
         "answered_at": answered_at.isoformat() if answered_at else None,
     }
@@ -250,7 +251,7 @@ def ask_human(
     )
     _log(
         f"a person answered “{answer_excerpt(scrub(question), 80)}”: "
-        + ", ".join(f"{k}={answer_excerpt(str(v), 80)}" for k, v in answer["answer"].items())
+        + ", ".join(f"{k}={answer_excerpt(str(v), 80)}" for k, v in fields.items())
     )
     return _answer(session_id, request_id, question, answer, replayed=False)
 
