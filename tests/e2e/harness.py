@@ -750,6 +750,20 @@ def _terminal(server: PrefectServer, flow_run_id: str) -> dict | None:
     return run if run.get("state_type") in TERMINAL_STATES else None
 
 
+def wait_for_suspension(
+    server: PrefectServer, flow_run_id: str, worker: Worker, *, timeout: float = 180.0
+) -> dict:
+    """Wait until the run is Suspended (waiting for input) and ``worker`` holds none of its
+    processes any more: a suspended run needs no worker. Returns the run."""
+    run = wait_until(
+        lambda: (r := read_flow_run(server, flow_run_id))["state_name"] == "Suspended" and r,
+        timeout=timeout,
+        message=lambda: server.diagnostics(flow_run_id),
+    )
+    wait_until(lambda: not worker.flow_run_pids(), timeout=60, message=worker.tail)
+    return run
+
+
 def wait_for_flow_runs(
     server: PrefectServer,
     flow_run_ids: Iterable[str],

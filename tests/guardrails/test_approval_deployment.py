@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from prefect_claude_sessions.storage import decisions, get_engine, open_db
 
-from tests.e2e.harness import read_flow_run, run_deployment, wait_for_flow_run, wait_until
+from tests.e2e.harness import run_deployment, wait_for_flow_run, wait_for_suspension
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.cli, pytest.mark.slow]
 
@@ -45,13 +45,9 @@ def test_a_suspended_tool_review_is_approved_and_the_tool_runs_on_another_worker
     server = deployed.server
     first = start_worker(process_pool, name="machine-a", env=deployed.machine("a"))
     run_id = run_deployment(server, "gated/gated", params={"workdir": str(work)})
-    run = wait_until(
-        lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
-        timeout=180,
-        message=lambda: server.diagnostics(run_id),
-    )
-    assert run["state_name"] == "Suspended"
-    wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+    # suspended: the flow-run process ended, no worker holds the run
+    run = wait_for_suspension(server, run_id, first)
+    assert run["state_type"] == "PAUSED"
     first.stop()
     assert not (work / "out.txt").exists()  # the call waits; nothing ran
     standin = deployed.standin.model()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from prefect_claude_sessions.storage import decisions, get_engine, open_db
 
-from tests.e2e.harness import read_flow_run, run_deployment, wait_for_flow_run, wait_until
+from tests.e2e.harness import run_deployment, wait_for_flow_run, wait_for_suspension
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres, pytest.mark.cli, pytest.mark.slow]
 
@@ -45,14 +45,9 @@ def test_a_suspended_deployment_run_is_answered_and_continues_on_another_worker(
     server = deployed.server
     first = start_worker(process_pool, name="machine-a", env=deployed.machine("a"))
     run_id = run_deployment(server, "approval/approval")
-    run = wait_until(
-        lambda: (r := read_flow_run(server, run_id))["state_type"] == "PAUSED" and r,
-        timeout=180,
-        message=lambda: server.diagnostics(run_id),
-    )
-    assert run["state_name"] == "Suspended"
     # suspended: the flow-run process ended, no worker holds the run
-    wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+    run = wait_for_suspension(server, run_id, first)
+    assert run["state_type"] == "PAUSED"
     first.stop()
     standin = deployed.standin.model()
     sent = [r["user_turns"][-1] for r in standin.requests(kind="main")]

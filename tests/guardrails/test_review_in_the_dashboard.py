@@ -38,6 +38,7 @@ from tests.e2e.harness import (
     read_logs,
     run_deployment,
     wait_for_flow_run,
+    wait_for_suspension,
     wait_until,
     write_project,
 )
@@ -127,12 +128,7 @@ def test_a_person_reviews_a_p1_reply_from_the_notification_to_the_continued_sess
                 "email-triage/support-triage",
                 {"team": "support", "emails": [URGENT, ROUTINE], "hand_off": False},
             )
-            wait_until(
-                lambda: read_flow_run(server, run_id)["state_name"] == "Suspended",
-                timeout=180,
-                message=lambda: server.diagnostics(run_id),
-            )
-            wait_until(lambda: not first.flow_run_pids(), timeout=60, message=first.tail)
+            wait_for_suspension(server, run_id, first)
             first.stop()  # no worker is left: the run waits in the server alone
             model = standin.model()
             draft_prompts = [r["user_turns"][-1] for r in model.requests(kind="main")]
