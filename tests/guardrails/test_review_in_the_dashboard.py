@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from tests.e2e.harness import (
     machine_env,
     read_flow_run,
     read_logs,
+    record_timing,
     run_deployment,
     wait_for_flow_run,
     wait_for_suspension,
@@ -129,6 +131,7 @@ def test_a_person_reviews_a_p1_reply_from_the_notification_to_the_continued_sess
                 {"team": "support", "emails": [URGENT, ROUTINE], "hand_off": False},
             )
             wait_for_suspension(server, run_id, first)
+            suspended_at = time.monotonic()
             first.stop()  # no worker is left: the run waits in the server alone
             model = standin.model()
             draft_prompts = [r["user_turns"][-1] for r in model.requests(kind="main")]
@@ -136,6 +139,7 @@ def test_a_person_reviews_a_p1_reply_from_the_notification_to_the_continued_sess
 
             # the notification: the question, the draft, and the link to the waiting run
             (message,) = hook.wait_for(1, timeout=90)
+            record_timing("notification after the suspension (s)", time.monotonic() - suspended_at)
             text = message["json"]["text"]
             (tmp_path / "notification.txt").write_text(text)
             assert text.startswith(
