@@ -58,6 +58,17 @@ def answer_excerpt(text: str | None, limit: int = 80, *, markdown: bool = False)
     return excerpt(text, limit, markdown=markdown)
 
 
+def log_in_run(message: str) -> None:
+    """An INFO line in the current Prefect run's logs (its page in the dashboard), or in the
+    package's log outside a run."""
+    try:
+        from prefect import get_run_logger
+
+        get_run_logger().info(message)
+    except Exception:  # outside a run there is no run logger
+        logger.debug(message)
+
+
 def money(cost: float | None) -> str:
     """A cost as operators read it: ``$0.0118``."""
     return f"${(cost or 0.0):.4f}"

@@ -30,7 +30,7 @@ from prefect.input import RunInput
 from prefect_claude_sessions.storage import decisions, open_db
 from pydantic import BaseModel, ConfigDict, Field
 
-from .artifacts import answer_excerpt
+from .artifacts import answer_excerpt, log_in_run
 from .context import current_run
 from .errors import InvalidInput, PermanentAgentError, scrub
 from .idempotency import digest
@@ -228,12 +228,12 @@ def ask_human(
         },
     )
     if _resumed_at(flow_ctx.flow_run.id, request_id) is None:  # else answered: the re-run
-        _log(
-            f"waiting for a person: “{answer_excerpt(scrub(question), 200)}” (session "
+        log_in_run(
+            f"waiting for a person: “{answer_excerpt(shown_question, 200)}” (session "
             f"{session_id}, form {form_cls.__name__}: answer with Resume on this run's page "
             f"within {timeout} s)"
         )
-    shown = _with_question(form_cls, question, session_id)
+    shown = _with_question(form_cls, shown_question, session_id)
     value = _wait(flow_ctx, shown, timeout, poll_interval_s, service, session_id, record, ctx)
     answered_at = _resumed_at(flow_ctx.flow_run.id, request_id)
     fields = value.model_dump(mode="json")
@@ -249,8 +249,8 @@ def ask_human(
         ctx=ctx,
         idempotency_key=f"{request_id}:answered",
     )
-    _log(
-        f"a person answered “{answer_excerpt(scrub(question), 80)}”: "
+    log_in_run(
+        f"a person answered “{answer_excerpt(shown_question, 80)}”: "
         + ", ".join(f"{k}={answer_excerpt(str(v), 80)}" for k, v in fields.items())
     )
     return _answer(session_id, request_id, question, answer, replayed=False)
@@ -268,20 +268,10 @@ def _with_question(form_cls: type[RunInput], question: str, session_id: str) -> 
     if isinstance(getattr(form_cls, "_description", None), str):
         return form_cls
     text = (
-        f"{scrub(question)}\n\n---\n\nAsked about session `{session_id}`. "
+        f"{question}\n\n---\n\nAsked about session `{session_id}`. "
         "Submit your answer to continue the run."
     )
     return form_cls.with_initial_data(description=text)
-
-
-def _log(message: str) -> None:
-    """A line in the flow run's logs (the run page), or the package log outside a run."""
-    try:
-        from prefect import get_run_logger
-
-        get_run_logger().info(message)
-    except Exception:
-        logger.info(message)
 
 
 def _wait(

@@ -14,7 +14,7 @@ import logging
 import threading
 from typing import Any
 
-from prefect import Task, get_run_logger, tags
+from prefect import Task, tags
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 from prefect.runtime import task_run as runtime_task_run
@@ -22,7 +22,7 @@ from prefect.tasks import exponential_backoff
 from prefect_claude_sessions.storage import SQLModelSessionStore, database_url
 
 from . import events
-from .artifacts import answer_excerpt, excerpt, money, report_publisher
+from .artifacts import answer_excerpt, excerpt, log_in_run, money, report_publisher
 from .context import current_run
 from .credentials import resolve_credentials
 from .errors import agent_settings, should_retry
@@ -222,13 +222,6 @@ def outcome_line(result: SessionTurn, source: str | None = None) -> str:
     )
 
 
-def _log(message: str) -> None:
-    try:
-        get_run_logger().info(message)
-    except Exception:  # outside a run there is no run logger; the result says it all
-        logger.debug(message)
-
-
 class SessionTask(Task[Any, Any]):
     """A Prefect task that tags its runs with the agent profile it works for (``agent:<name>``),
     taken from the ``agent``/``to`` profile or the input `SessionTurn`, so runs can be filtered
@@ -298,17 +291,17 @@ def _after(
                 operation, source=source, target=result.session_id, agent=result.agent, label=label
             )
         )
-        _log(outcome_line(result, source))
+        log_in_run(outcome_line(result, source))
         key, replayed = result.turn_key, result.replayed
     elif isinstance(result, Checkpoint):
-        _log(
+        log_in_run(
             f"session {result.session_id}: checkpoint {result.id} {result.label!r} "
             f"at {result.transcript_uuid}"
         )
         key, replayed = None, False
     else:
         state = "recorded" if result.created else "already recorded, not again"
-        _log(
+        log_in_run(
             f"session {result.session_id}: decision {result.key!r} {state} ({result.id}): "
             f"{answer_excerpt(json.dumps(result.payload, default=str), 200)}"
         )
