@@ -732,6 +732,17 @@ def notify_command(
             show_default=False,
         ),
     ] = None,
+    events: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--event",
+            metavar="EVENT",
+            help="What to notify on (repeat for several): human.requested (the default: a "
+            "session waits for a person), budget.warning (80 % spent), budget.exceeded, "
+            "turn.failed.",
+            show_default=False,
+        ),
+    ] = None,
     allow_private_url: Annotated[
         bool,
         typer.Option(
@@ -739,23 +750,28 @@ def notify_command(
             help="Let the webhook be on a private network (Prefect refuses such URLs unless told).",
         ),
     ] = False,
-    name: Annotated[str, typer.Option(help="The automation's name.")] = "",
+    label: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep this set of automations apart from others (one per team or channel): "
+            "added to their names.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Notify someone whenever a session waits for a person (ask_human, review_pending_tool).
+    """Notify someone when an unattended session needs a person: it waits for an answer
+    (ask_human, review_pending_tool), its budget runs low or out, or a turn fails.
 
-    Creates, or updates in place, one Prefect automation on the event
-    claude-sessions.human.requested: the notification carries the question and a link to the
-    waiting run, whose page has the form. Talks to the server of PREFECT_API_URL.
+    Creates, or updates in place, one Prefect automation per event (claude-sessions.<EVENT>):
+    the notification says what happened, with a link to the flow run. Talks to the server of
+    PREFECT_API_URL.
     """
     import asyncio
 
     import httpx
     from prefect.settings import get_current_settings
-    from prefect_claude_sessions.flows.notifications import (
-        AUTOMATION_NAME,
-        notify_on_human_requests,
-    )
+    from prefect_claude_sessions.flows.notifications import DEFAULT_EVENTS, notify_on
 
     api_url = get_current_settings().api.url
     if not api_url:
@@ -765,11 +781,12 @@ def notify_command(
         )
     try:
         made = asyncio.run(
-            notify_on_human_requests(
+            notify_on(
+                events or list(DEFAULT_EVENTS),
                 block=block,
                 webhook_url=webhook_url,
                 allow_private_url=allow_private_url,
-                name=name or AUTOMATION_NAME,
+                label=label,
             )
         )
     except httpx.HTTPError as exc:
@@ -779,20 +796,24 @@ def notify_command(
         ) from None
     if as_json:
         emit_json(
-            {
-                "automation_id": made.automation_id,
-                "name": made.name,
-                "block": made.block,
-                "created": made.created,
-            }
+            [
+                {
+                    "automation_id": m.automation_id,
+                    "name": m.name,
+                    "event": m.event,
+                    "block": m.block,
+                    "created": m.created,
+                }
+                for m in made
+            ]
         )
         return
-    verb = "Created" if made.created else "Updated"
-    _consoles.out.print(
-        f"{verb} automation {made.name!r} ({made.automation_id}): each "
-        f"claude-sessions.human.requested event notifies through block {made.block}.",
-        soft_wrap=True,
-    )
+    for m in made:
+        _consoles.out.print(
+            f"{'Created' if m.created else 'Updated'} automation {m.name!r} ({m.automation_id}): "
+            f"each {m.event} event notifies through block {m.block}.",
+            soft_wrap=True,
+        )
 
 
 @app.command("demo")
