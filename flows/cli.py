@@ -753,6 +753,7 @@ def notify_command(
     label: Annotated[
         str | None,
         typer.Option(
+            metavar="LABEL",
             help="Keep this set of automations apart from others (one per team or channel): "
             "added to their names.",
             show_default=False,
