@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -834,6 +835,9 @@ def demo_command(
     from prefect_claude_sessions.flows.demo import DemoError, DemoSettings, run_demo
 
     settings = DemoSettings(database_url=database, port=port, keep_open=keep_open, verbose=verbose)
+    # `kill` (SIGTERM, as a supervisor or a closed session sends) stops the demo like Ctrl-C:
+    # everything it started is stopped on the way out
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_demo(settings, _consoles.out)
     except DemoError as exc:
@@ -845,6 +849,10 @@ def demo_command(
     except KeyboardInterrupt:
         _consoles.err.print("interrupted; everything the demo started is stopped")
         raise typer.Exit(130) from None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:  # pragma: no cover - the console script calls `app` directly

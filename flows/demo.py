@@ -245,8 +245,13 @@ def demo_server(home: Path, port: int | None) -> PrefectServerProcess:
     the runs' states and events (faster start, less CPU beside the flows), on ``port`` or the
     first free one from 4200 on."""
     try:
+        # die_with_parent: a demo killed outright (SIGKILL, a closed terminal) takes its
+        # server with it instead of leaving port 4200 taken
         return PrefectServerProcess(
-            home, port=port, settings={**LEAN_SERVICES, "PREFECT_LOGGING_COLORS": "false"}
+            home,
+            port=port,
+            settings={**LEAN_SERVICES, "PREFECT_LOGGING_COLORS": "false"},
+            die_with_parent=True,
         )
     except PortInUse as exc:
         raise DemoError(f"{exc}; pick another with --port") from None

@@ -131,3 +131,57 @@ def test_demo_runs_the_product_and_leaves_nothing_running(tmp_path) -> None:
     assert not listening(port)
     assert not listening(int(standin.group(1)))
     assert processes_with_env(f"CLAUDE_SESSIONS_HOME={home}") == []
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_kept_open_demo_that_is_killed_stops_its_server(tmp_path, how: str) -> None:
+    """`kill PID` (a supervisor, a closed session) stops the demo as Ctrl-C does, and even
+    `kill -9` takes its Prefect server with it instead of leaving the port taken."""
+    home = tmp_path / "home"
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PREFECT_", "ANTHROPIC_", "CLAUDE_"))
+    }
+    env.update(
+        CLAUDE_SESSIONS_HOME=str(home),
+        CLAUDE_CONFIG_DIR=str(tmp_path / "claude-config"),
+        PREFECT_HOME=str(tmp_path / "prefect-client"),
+        COLUMNS="200",
+    )
+    log = tmp_path / "demo.log"
+    with open(log, "wb") as out:
+        demo = subprocess.Popen(
+            [str(CLAUDE_SESSIONS), "demo", "--keep-open", "--port", str(port)],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 240
+        while "press Ctrl-C to stop it" not in log.read_text(errors="replace"):
+            assert demo.poll() is None, log.read_text(errors="replace")[-4000:]
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-4000:]
+            time.sleep(0.5)
+        assert listening(port)
+        if how == "SIGTERM":
+            demo.terminate()
+            assert demo.wait(timeout=60) == 0
+        else:
+            demo.kill()
+            demo.wait(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output
+    if how == "SIGTERM":
+        assert "stopped what it started: the Prefect server" in output, output[-2000:]
+    deadline = time.monotonic() + 30
+    while processes_with_env(f"CLAUDE_SESSIONS_HOME={home}") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with_env(f"CLAUDE_SESSIONS_HOME={home}") == []
+    assert not listening(port)
