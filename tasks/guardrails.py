@@ -213,21 +213,23 @@ def ask_human(
         idempotency_key=f"{request_id}:pending",
     )
     shown_question = scrub(question)
-    service.emit(
-        "human.requested",
-        session_id,
-        agent=agent,
-        payload={
-            "request_id": request_id,
-            "question": shown_question,
-            "headline": headline(shown_question),
-            "form": form_cls.__name__,
-            "fields": list(form_cls.model_fields),
-            "flow_run_id": ctx.flow_run_id,
-            "timeout_s": timeout,
-        },
-    )
-    if _resumed_at(flow_ctx.flow_run.id, request_id) is None:  # else answered: the re-run
+    # already resumed: this is the re-run after the answer; nobody is asked (or notified) again
+    resumed_at = _resumed_at(flow_ctx.flow_run.id, request_id)
+    if resumed_at is None:
+        service.emit(
+            "human.requested",
+            session_id,
+            agent=agent,
+            payload={
+                "request_id": request_id,
+                "question": shown_question,
+                "headline": headline(shown_question),
+                "form": form_cls.__name__,
+                "fields": list(form_cls.model_fields),
+                "flow_run_id": ctx.flow_run_id,
+                "timeout_s": timeout,
+            },
+        )
         log_in_run(
             f"waiting for a person: “{answer_excerpt(shown_question, 200)}” (session "
             f"{session_id}, form {form_cls.__name__}: answer with Resume on this run's page "
@@ -235,7 +237,7 @@ def ask_human(
         )
     shown = _with_question(form_cls, shown_question, session_id)
     value = _wait(flow_ctx, shown, timeout, poll_interval_s, service, session_id, record, ctx)
-    answered_at = _resumed_at(flow_ctx.flow_run.id, request_id)
+    answered_at = resumed_at or _resumed_at(flow_ctx.flow_run.id, request_id)
     fields = value.model_dump(mode="json")
     answer = {
         "answer": fields,

@@ -215,6 +215,9 @@ def test_a_person_reviews_a_p1_reply_from_the_notification_to_the_continued_sess
                 shoot(page, tmp_path, "review-4-session-report")
                 browser.close()
 
+            # one notification: the re-run after the answer asked (and notified) nobody again
+            assert len(hook.received) == 1, hook.received
+
             # the run's logs (its page loads them as one scrolls): one wait, then the answer
             def answered_lines() -> list[str]:
                 return [
