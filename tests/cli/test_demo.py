@@ -60,9 +60,8 @@ def processes_with_env(marker: str) -> list[int]:
     return found
 
 
-def test_demo_runs_the_product_and_leaves_nothing_running(tmp_path) -> None:
-    home = tmp_path / "home"
-    port = free_port()
+def user_env(tmp_path: Path, home: Path) -> dict[str, str]:
+    """A new user's shell: no Prefect, model or session settings, a fresh home."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -74,6 +73,13 @@ def test_demo_runs_the_product_and_leaves_nothing_running(tmp_path) -> None:
         PREFECT_HOME=str(tmp_path / "prefect-client"),
         COLUMNS="200",
     )
+    return env
+
+
+def test_demo_runs_the_product_and_leaves_nothing_running(tmp_path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    env = user_env(tmp_path, home)
     started = time.monotonic()
     done = subprocess.run(
         [str(CLAUDE_SESSIONS), "demo", "--port", str(port)],
@@ -139,17 +145,7 @@ def test_a_kept_open_demo_that_is_killed_stops_its_server(tmp_path, how: str) ->
     `kill -9` takes its Prefect server with it instead of leaving the port taken."""
     home = tmp_path / "home"
     port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PREFECT_", "ANTHROPIC_", "CLAUDE_"))
-    }
-    env.update(
-        CLAUDE_SESSIONS_HOME=str(home),
-        CLAUDE_CONFIG_DIR=str(tmp_path / "claude-config"),
-        PREFECT_HOME=str(tmp_path / "prefect-client"),
-        COLUMNS="200",
-    )
+    env = user_env(tmp_path, home)
     log = tmp_path / "demo.log"
     with open(log, "wb") as out:
         demo = subprocess.Popen(
